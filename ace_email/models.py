@@ -1,0 +1,255 @@
+"""Models that cross a boundary: workflow and activity inputs and results, queries, updates.
+
+Nothing here ever holds a message body: workflows carry references (claim checks) to
+messages that stay on the mail server, and small summaries of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SUMMARY_TEXT_LIMIT = 200
+LIST_LIMIT = 50
+
+
+class ContactStatus(StrEnum):
+    """Where a contact is in its life; also the `AceStatus` search attribute."""
+
+    RECEIVED = "received"
+    QUEUED = "queued"
+    DELIVERING = "delivering"
+    ASSIGNED = "assigned"
+    DELIVERED = "delivered"
+    QUARANTINED = "quarantined"
+    MISSING = "missing"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class MessageRef(Model):
+    """A claim check: where a message lives on the account's IMAP server, and what it is."""
+
+    account: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    key: str = Field(description="content key: stable for the same email, distinct otherwise")
+    message_id: str | None = None
+    size: int = 0
+
+
+class MessageHeadline(Model):
+    """What the poller learns of a new message: its reference and a one-line summary."""
+
+    ref: MessageRef
+    sender: str = ""
+    subject: str = ""
+
+
+class Address(Model):
+    name: str = ""
+    addr: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.addr}>" if self.name else self.addr
+
+
+class Attachment(Model):
+    filename: str | None = None
+    content_type: str = "application/octet-stream"
+    size: int = 0
+
+
+class Analysis(Model):
+    """A small summary of one email; never the body itself."""
+
+    sender: Address | None = Field(default=None, alias="from")
+    reply_to: list[Address] = []
+    to: list[Address] = []
+    cc: list[Address] = []
+    recipients_total: int = 0
+    subject: str = ""
+    date: datetime | None = None
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = []
+    size: int = 0
+    content_type: str = ""
+    attachments: list[Attachment] = []
+    automatic: bool = False
+    automatic_reasons: list[str] = []
+    problems: list[str] = []
+    quarantine_reason: str | None = None
+
+    @property
+    def reply_address(self) -> str | None:
+        """Where a reply to the sender goes: Reply-To, else From."""
+        for address in [*self.reply_to, *([self.sender] if self.sender else [])]:
+            if address.addr:
+                return address.addr
+        return None
+
+
+class AccountPolicy(Model):
+    """The non-secret part of an account's configuration that workflows act on.
+
+    Connection details and secrets stay in each worker's own configuration.
+    """
+
+    name: str
+    address: str
+    return_address: str
+    queue: str
+    auto_reply: bool = True
+    poll_interval_seconds: float = 30.0
+    inbox_folder: str = "INBOX"
+    processing_folder: str = "Processing"
+    archive_folder: str = "Archive"
+    quarantine_folder: str = "Quarantine"
+    sent_folder: str = "Sent"
+    max_message_bytes: int = 40 * 1024 * 1024
+    own_addresses: list[str] = Field(
+        default=[], description="addresses that never get an automatic reply (loop guard)"
+    )
+
+
+def policy_digest(policy: AccountPolicy) -> str:
+    """A short fingerprint of an account's policy: the registry compares it to reconfigure."""
+    return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:16]
+
+
+class MailboxCursor(Model):
+    """How far a mailbox has been read: UIDs are only comparable within one UIDVALIDITY."""
+
+    uidvalidity: int = 0
+    last_uid: int = 0
+
+
+class MailboxInput(Model):
+    policy: AccountPolicy
+    cursor: MailboxCursor = MailboxCursor()
+    polls: int = 0
+    contacts_started: int = 0
+
+
+class PollRequest(Model):
+    account: str
+    folder: str
+    cursor: MailboxCursor
+    max_messages: int = 100
+    max_bytes: int = 200 * 1024 * 1024
+
+
+class PollResult(Model):
+    cursor: MailboxCursor
+    messages: list[MessageHeadline] = []
+    more: bool = False
+    waiting: int = 0
+
+
+class ContactInput(Model):
+    ref: MessageRef
+    policy: AccountPolicy
+
+
+class ClaimRequest(Model):
+    ref: MessageRef
+    policy: AccountPolicy
+
+
+class ClaimResult(Model):
+    ref: MessageRef | None = Field(description="where the message is now; None if it vanished")
+    analysis: Analysis | None = None
+
+
+class SettleDuplicateRequest(Model):
+    duplicate: MessageRef
+    archive_folder: str
+
+
+class AutoReplyRequest(Model):
+    contact_id: str
+    contact_ref: str
+    ref: MessageRef
+    policy: AccountPolicy
+    to: str
+    subject: str
+    original_message_id: str | None = None
+    original_references: list[str] = []
+
+
+class AutoReplyResult(Model):
+    message_id: str
+    sent: bool = Field(description="False when the Sent folder already held it")
+
+
+class DeliverRequest(Model):
+    contact_id: str
+    ref: MessageRef
+    policy: AccountPolicy
+    agent_id: str
+    agent_email: str
+
+
+class DeliverResult(Model):
+    resent_message_id: str
+    archived: MessageRef | None = None
+    already_delivered: bool = False
+
+
+class AssignRequest(Model):
+    agent_id: str
+    agent_name: str = ""
+    agent_email: str | None = None
+
+
+class AssignResult(Model):
+    contact_id: str
+    status: ContactStatus
+    agent_id: str
+    detail: str = ""
+
+
+class ContactState(Model):
+    """What `starter.py status` and the Web UI show of a contact."""
+
+    id: str
+    status: ContactStatus
+    account: str
+    queue: str
+    sender: str = Field(default="", alias="from")
+    subject: str = ""
+    reference: str = ""
+    agent: str | None = None
+    agent_email: str | None = None
+    automatic: bool = False
+    automatic_reasons: list[str] = []
+    auto_reply: str = Field(default="", description="sent, or why not")
+    quarantine_reason: str | None = None
+    last_error: str | None = None
+    message: MessageRef | None = None
+    duplicates_settled: int = 0
+    received_at: datetime | None = None
+    queued_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class MailboxStatus(Model):
+    """What `starter.py accounts` and the Web UI show of a mailbox's poll loop."""
+
+    account: str
+    cursor: MailboxCursor
+    polls: int = 0
+    contacts_started: int = 0
+    duplicates_seen: int = 0
+    waiting: int = 0
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    stopping: bool = False

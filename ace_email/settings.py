@@ -1,0 +1,296 @@
+"""Configuration: a TOML file (the "Accounts tab"), overridable by environment variables.
+
+The file is named by `--config PATH`, else `ACE_EMAIL_CONFIG`, else `./ace-email.toml`.
+Any key can be overridden by an environment variable `ACE_EMAIL_<SECTION>__<KEY>`, e.g.
+`ACE_EMAIL_TEMPORAL__ADDRESS=temporal.internal:7233`.
+
+Secrets (passwords) are `SecretStr` and are resolved only inside activities, on the worker;
+they never travel in workflow inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ace_email.models import AccountPolicy
+
+DEFAULT_CONFIG_PATH = Path("ace-email.toml")
+CONFIG_ENV_VAR = "ACE_EMAIL_CONFIG"
+
+
+def _email_address(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file, the key and the fault."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Security(StrEnum):
+    SSL = "ssl"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+class Credentials(Section):
+    """A username and exactly one source of its password."""
+
+    username: str | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    allow_plaintext: bool = Field(
+        default=False, description="allow security = none towards a host that is not loopback"
+    )
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> Self:
+        sources = [
+            name
+            for name in ("password", "password_env", "password_file")
+            if getattr(self, name) is not None
+        ]
+        if len(sources) > 1:
+            raise ValueError(
+                f"give only one of password, password_env, password_file, not {sources}"
+            )
+        return self
+
+    def secret(self) -> str | None:
+        """The password, read now from wherever the config says it lives."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"password_env: environment variable {self.password_env} is not set"
+                )
+            return value
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"password_file: cannot read {self.password_file}: {exc.strerror}"
+                ) from exc
+        return None
+
+
+class ImapSettings(Credentials):
+    host: str
+    port: int = Field(default=993, ge=1, le=65535)
+    security: Security = Security.SSL
+    folder: str = "INBOX"
+    poll_interval_seconds: float = Field(default=30.0, gt=0, le=86400)
+    processing_folder: str = "Processing"
+    archive_folder: str = "Archive"
+    quarantine_folder: str = "Quarantine"
+    sent_folder: str = "Sent"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    sessions_per_worker: int = Field(default=4, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _needs_login(self) -> Self:
+        if not self.username:
+            raise ValueError("username is required for IMAP")
+        if self.password is None and self.password_env is None and self.password_file is None:
+            raise ValueError("one of password, password_env, password_file is required for IMAP")
+        return self
+
+
+class SmtpSettings(Credentials):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Security = Security.STARTTLS
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class AccountSettings(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    address: EmailAddress
+    return_address: EmailAddress | None = None
+    queue: str = Field(default="default", min_length=1)
+    auto_reply: bool = True
+    max_message_mb: float = Field(default=40.0, gt=0)
+    imap: ImapSettings
+    smtp: SmtpSettings
+
+    @property
+    def reply_from(self) -> str:
+        return self.return_address or self.address
+
+
+class AgentSettings(Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}$")
+    name: str = ""
+    email: EmailAddress | None = None
+
+
+class TemporalSettings(Section):
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "ace-email"
+
+
+class Settings(BaseSettings):
+    """The whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ACE_EMAIL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        toml_file=None,
+    )
+
+    temporal: TemporalSettings = TemporalSettings()
+    accounts: list[AccountSettings] = []
+    agents: list[AgentSettings] = []
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_account_names(cls, accounts: list[AccountSettings]) -> list[AccountSettings]:
+        _reject_duplicates("name", [a.name for a in accounts])
+        return accounts
+
+    @field_validator("agents")
+    @classmethod
+    def _unique_agent_ids(cls, agents: list[AgentSettings]) -> list[AgentSettings]:
+        _reject_duplicates("id", [a.id for a in agents])
+        return agents
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def account(self, name: str) -> AccountSettings:
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise ConfigError(f"no account named {name!r} in the configuration")
+
+    def agent(self, agent_id: str) -> AgentSettings:
+        for agent in self.agents:
+            if agent.id == agent_id:
+                return agent
+        known = ", ".join(a.id for a in self.agents) or "none configured"
+        raise ConfigError(f"unknown agent {agent_id!r} (known: {known})")
+
+    def own_addresses(self) -> list[str]:
+        """Every address of ours: automatic replies never go to these."""
+        addresses = {a.address.lower() for a in self.accounts}
+        addresses |= {a.reply_from.lower() for a in self.accounts}
+        addresses |= {a.email.lower() for a in self.agents if a.email}
+        return sorted(addresses)
+
+    def policy(self, account: AccountSettings) -> AccountPolicy:
+        """The non-secret view of an account that its workflows act on."""
+        imap = account.imap
+        return AccountPolicy(
+            name=account.name,
+            address=account.address,
+            return_address=account.reply_from,
+            queue=account.queue,
+            auto_reply=account.auto_reply,
+            poll_interval_seconds=imap.poll_interval_seconds,
+            inbox_folder=imap.folder,
+            processing_folder=imap.processing_folder,
+            archive_folder=imap.archive_folder,
+            quarantine_folder=imap.quarantine_folder,
+            sent_folder=imap.sent_folder,
+            max_message_bytes=int(account.max_message_mb * 1024 * 1024),
+            own_addresses=self.own_addresses(),
+        )
+
+
+def _reject_duplicates(field: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{field} {value!r} appears twice; it must be unique")
+        seen.add(value)
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load and validate the configuration, or raise ConfigError naming file, key and fault."""
+    import tomllib
+
+    chosen = config_path(path)
+    if not chosen.is_file():
+        raise ConfigError(f"{chosen}: configuration file not found")
+    try:
+        with chosen.open("rb") as handle:
+            tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{chosen}: not valid TOML: {exc}") from exc
+    from_file = type(
+        "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": chosen}}
+    )
+    try:
+        settings: Settings = from_file()
+    except ValidationError as exc:
+        raise ConfigError(_describe(chosen, exc)) from None
+    return settings
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    """One line per fault: file, dotted key, what is wrong. Never echoes a secret's value."""
+    lines = [f"{path}: invalid configuration ({exc.error_count()} problem(s))"]
+    for error in exc.errors(include_url=False, include_input=False):
+        key = _dotted(error["loc"])
+        lines.append(f"  {key}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(item)
+    return ".".join(parts) or "(top level)"

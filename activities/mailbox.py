@@ -1,0 +1,209 @@
+"""IMAP activities: list new mail, claim a message, settle duplicate copies.
+
+They are synchronous (imap-tools blocks) and run on the worker's thread pool. Each is
+idempotent: a retry after a crash finds the message where the previous try left it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ace_email import mime
+from ace_email.models import (
+    Analysis,
+    ClaimRequest,
+    ClaimResult,
+    MailboxCursor,
+    MessageHeadline,
+    MessageRef,
+    PollRequest,
+    PollResult,
+    SettleDuplicateRequest,
+)
+from ace_email.settings import ConfigError
+from activities.imap_session import (
+    Fetched,
+    ImapError,
+    ImapLoginError,
+    ImapPool,
+    ImapSession,
+    quote_string,
+)
+
+log = logging.getLogger(__name__)
+
+
+def as_activity_error(exc: Exception) -> ApplicationError:
+    """Map an I/O fault to a typed Temporal error; permanent faults are non-retryable."""
+    if isinstance(exc, ConfigError):
+        return ApplicationError(str(exc), type="ConfigError", non_retryable=True)
+    if isinstance(exc, ImapLoginError):
+        return ApplicationError(str(exc), type="ImapLoginFailed")
+    if isinstance(exc, ImapError):
+        return ApplicationError(str(exc), type="ImapError", non_retryable=not exc.transient)
+    return ApplicationError(f"{type(exc).__name__}: {exc}", type="ImapConnectionError")
+
+
+class MailboxActivities:
+    """IMAP work for the mailbox and contact workflows."""
+
+    def __init__(self, pool: ImapPool) -> None:
+        self._pool = pool
+
+    @activity.defn
+    def poll_mailbox(self, request: PollRequest) -> PollResult:
+        """New messages since the cursor, as references; never moves or changes anything."""
+        try:
+            with self._pool.session(request.account) as session:
+                return _poll(session, request)
+        except (ImapError, ConfigError, OSError, EOFError) as exc:
+            raise as_activity_error(exc) from None
+
+    @activity.defn
+    def claim_message(self, request: ClaimRequest) -> ClaimResult:
+        """Analyse the message and move it out of the inbox: to processing, or quarantine."""
+        try:
+            with self._pool.session(request.ref.account) as session:
+                return _claim(session, request)
+        except (ImapError, ConfigError, OSError, EOFError) as exc:
+            raise as_activity_error(exc) from None
+
+    @activity.defn
+    def settle_duplicate(self, request: SettleDuplicateRequest) -> bool:
+        """Move a second copy of an email that already has its contact out of the inbox.
+
+        Only called once the contact holds its own copy elsewhere, so any inbox message with
+        the same content key is a true duplicate. It is kept (archived), never deleted.
+        """
+        ref = request.duplicate
+        try:
+            with self._pool.session(ref.account) as session:
+                if session.select(ref.folder) != ref.uidvalidity or not session.exists(ref.uid):
+                    return False
+                fetched = session.fetch_one(ref.uid)
+                if fetched is None or mime.message_key(fetched.raw) != ref.key:
+                    return False
+                session.move(ref.uid, request.archive_folder)
+                return True
+        except (ImapError, ConfigError, OSError, EOFError) as exc:
+            raise as_activity_error(exc) from None
+
+
+def _poll(session: ImapSession, request: PollRequest) -> PollResult:
+    uidvalidity = session.select(request.folder, readonly=True)
+    cursor = request.cursor
+    if cursor.uidvalidity != uidvalidity:
+        if cursor.uidvalidity:
+            log.warning(
+                "%s: UIDVALIDITY of %s changed %s -> %s; re-reading the folder (contacts are "
+                "keyed by content, so none is created twice)",
+                request.account,
+                request.folder,
+                cursor.uidvalidity,
+                uidvalidity,
+            )
+        cursor = MailboxCursor(uidvalidity=uidvalidity, last_uid=0)
+    waiting = session.search("UNDELETED")
+    new_uids = [uid for uid in waiting if uid > cursor.last_uid]
+    sizes = session.fetch(new_uids[: request.max_messages], "(UID RFC822.SIZE)")
+    batch: list[int] = []
+    total = 0
+    for uid in new_uids[: request.max_messages]:
+        size = sizes[uid].size if uid in sizes else 0
+        if batch and total + size > request.max_bytes:
+            break
+        batch.append(uid)
+        total += size
+    contents = session.fetch(batch, "(UID RFC822.SIZE BODY.PEEK[])")
+    headlines = [
+        _headline(request.account, request.folder, uidvalidity, fetched)
+        for fetched in (contents[uid] for uid in batch if uid in contents)
+    ]
+    last_uid = batch[-1] if batch else cursor.last_uid
+    return PollResult(
+        cursor=MailboxCursor(uidvalidity=uidvalidity, last_uid=max(last_uid, cursor.last_uid)),
+        messages=headlines,
+        more=len(batch) < len(new_uids),
+        waiting=len(waiting),
+    )
+
+
+def _headline(account: str, folder: str, uidvalidity: int, fetched: Fetched) -> MessageHeadline:
+    sender, subject, message_id = mime.headline(fetched.raw)
+    ref = MessageRef(
+        account=account,
+        folder=folder,
+        uidvalidity=uidvalidity,
+        uid=fetched.uid,
+        key=mime.message_key(fetched.raw),
+        message_id=message_id,
+        size=fetched.size or len(fetched.raw),
+    )
+    return MessageHeadline(ref=ref, sender=sender, subject=subject)
+
+
+def locate(session: ImapSession, ref: MessageRef, folders: list[str]) -> MessageRef | None:
+    """Find the message a reference names: by UID where it is still valid, else by content.
+
+    The content search narrows candidates by exact size (a message keeps its size when it
+    is moved within a server) and Message-ID, then compares content keys.
+    """
+    if session.select(ref.folder) == ref.uidvalidity and session.exists(ref.uid):
+        return ref
+    for folder in dict.fromkeys(folders):
+        validity = session.select(folder)
+        criteria = f"LARGER {max(ref.size - 1, 0)} SMALLER {ref.size + 1}" if ref.size else "ALL"
+        quoted_id = quote_string(ref.message_id) if ref.message_id else None
+        if quoted_id:
+            criteria += f" HEADER Message-ID {quoted_id}"
+        for uid in session.search(criteria):
+            fetched = session.fetch_one(uid)
+            if fetched is not None and mime.message_key(fetched.raw) == ref.key:
+                return ref.model_copy(
+                    update={"folder": folder, "uidvalidity": validity, "uid": uid}
+                )
+    return None
+
+
+def _claim(session: ImapSession, request: ClaimRequest) -> ClaimResult:
+    ref, policy = request.ref, request.policy
+    found = locate(session, ref, [ref.folder, policy.processing_folder, policy.quarantine_folder])
+    if found is None:
+        return ClaimResult(ref=None)
+    session.select(found.folder)
+    analysis = _analyse(session, found, request)
+    if found.folder != policy.inbox_folder:
+        return ClaimResult(ref=found, analysis=analysis)
+    target = policy.quarantine_folder if analysis.quarantine_reason else policy.processing_folder
+    new_uid = session.move(found.uid, target)
+    validity = session.select(target)
+    claimed = found.model_copy(
+        update={"folder": target, "uidvalidity": validity, "uid": new_uid or 0}
+    )
+    if new_uid is None:
+        claimed = locate(session, claimed, [target]) or claimed
+    return ClaimResult(ref=claimed, analysis=analysis)
+
+
+def _analyse(session: ImapSession, ref: MessageRef, request: ClaimRequest) -> Analysis:
+    policy = request.policy
+    limit = policy.max_message_bytes
+    if ref.size > limit:
+        head = session.fetch_one(ref.uid, "(UID RFC822.SIZE BODY.PEEK[HEADER])")
+        analysis = mime.analyse(head.raw if head else b"", own_addresses=policy.own_addresses)
+        return analysis.model_copy(
+            update={
+                "size": ref.size,
+                "quarantine_reason": f"too large: {ref.size} bytes > limit {limit}",
+            }
+        )
+    fetched = session.fetch_one(ref.uid)
+    raw = fetched.raw if fetched else b""
+    try:
+        return mime.analyse(raw, own_addresses=policy.own_addresses, max_bytes=limit)
+    except Exception as exc:  # a parser bug must not wedge the contact: keep the mail safe
+        log.exception("%s: analysis of uid %s failed", ref.account, ref.uid)
+        return Analysis(size=len(raw), quarantine_reason=f"analysis failed: {type(exc).__name__}")

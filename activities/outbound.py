@@ -1,0 +1,193 @@
+"""SMTP activities: the automatic reply and delivery to an agent's own address.
+
+They are async (aiosmtplib); the IMAP bookkeeping around each send (the Sent folder and the
+archive folder are the records of what left) runs on a thread, on the pooled sessions.
+Each send has a deterministic Message-ID, so a retry first looks for its own record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from datetime import UTC, datetime
+
+import aiosmtplib
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ace_email import ids
+from ace_email.compose import build_auto_reply, build_resent
+from ace_email.models import (
+    AutoReplyRequest,
+    AutoReplyResult,
+    DeliverRequest,
+    DeliverResult,
+    MessageRef,
+)
+from ace_email.settings import AccountSettings, ConfigError, Security, Settings
+from activities.imap_session import ImapError, ImapPool, is_loopback, quote_string
+from activities.mailbox import as_activity_error, locate
+
+
+class OutboundActivities:
+    """Outgoing mail for the contact workflow."""
+
+    def __init__(self, settings: Settings, pool: ImapPool) -> None:
+        self._settings = settings
+        self._pool = pool
+
+    @activity.defn
+    async def send_auto_reply(self, request: AutoReplyRequest) -> AutoReplyResult:
+        policy = request.policy
+        message_id = ids.auto_reply_message_id(policy.name, request.ref.key, policy.return_address)
+        try:
+            account = self._settings.account(policy.name)
+            if await asyncio.to_thread(self._in_sent, policy.name, policy.sent_folder, message_id):
+                return AutoReplyResult(message_id=message_id, sent=False)
+            raw = build_auto_reply(
+                from_address=policy.return_address,
+                to_address=request.to,
+                subject=request.subject,
+                reference=request.contact_ref,
+                message_id=message_id,
+                date=datetime.now(UTC),
+                in_reply_to=request.original_message_id,
+                references=request.original_references,
+            )
+            await send(account, sender=policy.return_address, recipient=request.to, raw=raw)
+            await asyncio.to_thread(self._record_sent, policy.name, policy.sent_folder, raw)
+        except (ImapError, ConfigError, OSError, EOFError) as exc:
+            raise as_activity_error(exc) from None
+        return AutoReplyResult(message_id=message_id, sent=True)
+
+    @activity.defn
+    async def deliver_to_agent(self, request: DeliverRequest) -> DeliverResult:
+        """Resend the original to the agent's address, then archive it (the record).
+
+        If the message is no longer in processing but in the archive, an earlier try got
+        through and archived it: nothing is sent twice.
+        """
+        policy = request.policy
+        resent_id = ids.resent_message_id(
+            policy.name, request.ref.key, request.agent_id, policy.return_address
+        )
+        try:
+            account = self._settings.account(policy.name)
+            located = await asyncio.to_thread(self._fetch_for_delivery, request)
+            if located is None:
+                return DeliverResult(resent_message_id=resent_id, already_delivered=True)
+            raw = build_resent(
+                located,
+                resent_from=policy.return_address,
+                resent_to=request.agent_email,
+                resent_message_id=resent_id,
+                contact_id=request.contact_id,
+                date=datetime.now(UTC),
+            )
+            await send(
+                account, sender=policy.return_address, recipient=request.agent_email, raw=raw
+            )
+            archived = await asyncio.to_thread(self._archive, request)
+        except (ImapError, ConfigError, OSError, EOFError) as exc:
+            raise as_activity_error(exc) from None
+        return DeliverResult(resent_message_id=resent_id, archived=archived)
+
+    def _in_sent(self, account: str, folder: str, message_id: str) -> bool:
+        quoted = quote_string(message_id)
+        with self._pool.session(account) as session:
+            session.select(folder, readonly=True)
+            return bool(quoted and session.search(f"HEADER Message-ID {quoted}"))
+
+    def _record_sent(self, account: str, folder: str, raw: bytes) -> None:
+        with self._pool.session(account) as session:
+            session.append(folder, raw)
+
+    def _fetch_for_delivery(self, request: DeliverRequest) -> bytes | None:
+        policy = request.policy
+        with self._pool.session(policy.name) as session:
+            found = locate(session, request.ref, [request.ref.folder, policy.processing_folder])
+            if found is None:
+                if locate(session, request.ref, [policy.archive_folder]) is not None:
+                    return None
+                raise ApplicationError(
+                    f"{policy.name}: message {request.ref.uid} of contact {request.contact_id} "
+                    "is in neither the processing nor the archive folder",
+                    type="MessageMissing",
+                    non_retryable=True,
+                )
+            session.select(found.folder)
+            fetched = session.fetch_one(found.uid)
+            if fetched is None:
+                raise ImapError(f"{policy.name}: message {found.uid} vanished while fetching")
+            return fetched.raw
+
+    def _archive(self, request: DeliverRequest) -> MessageRef | None:
+        policy = request.policy
+        with self._pool.session(policy.name) as session:
+            found = locate(session, request.ref, [request.ref.folder, policy.processing_folder])
+            if found is None:
+                return None
+            session.select(found.folder)
+            new_uid = session.move(found.uid, policy.archive_folder)
+            validity = session.select(policy.archive_folder, readonly=True)
+            return found.model_copy(
+                update={
+                    "folder": policy.archive_folder,
+                    "uidvalidity": validity,
+                    "uid": new_uid or 0,
+                }
+            )
+
+
+async def send(account: AccountSettings, *, sender: str, recipient: str, raw: bytes) -> None:
+    """One message over SMTP; 5xx answers are permanent (non-retryable), the rest transient."""
+    smtp = account.smtp
+    if (
+        smtp.security is Security.NONE
+        and smtp.username
+        and not is_loopback(smtp.host)
+        and not smtp.allow_plaintext
+    ):
+        raise ApplicationError(
+            f"{account.name}: smtp.security is 'none' for non-loopback host {smtp.host} with a "
+            "login; set smtp.allow_plaintext = true to send the password unencrypted anyway",
+            type="ConfigError",
+            non_retryable=True,
+        )
+    client = aiosmtplib.SMTP(
+        hostname=smtp.host,
+        port=smtp.port,
+        use_tls=smtp.security is Security.SSL,
+        start_tls=smtp.security is Security.STARTTLS,
+        tls_context=ssl.create_default_context(),
+        timeout=smtp.timeout_seconds,
+    )
+    try:
+        async with client:
+            if smtp.username:
+                await client.login(smtp.username, smtp.secret() or "")
+            options = (
+                ["BODY=8BITMIME"]
+                if not raw.isascii() and client.supports_extension("8bitmime")
+                else []
+            )
+            await client.sendmail(sender, [recipient], raw, mail_options=options)
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        raise _smtp_error(
+            account, exc.recipients[0].code if exc.recipients else 550, str(exc)
+        ) from None
+    except aiosmtplib.SMTPResponseException as exc:
+        raise _smtp_error(account, exc.code, exc.message) from None
+    except aiosmtplib.SMTPException as exc:
+        raise ApplicationError(
+            f"{account.name}: SMTP {smtp.host}:{smtp.port}: {exc}", type="SmtpUnavailable"
+        ) from None
+
+
+def _smtp_error(account: AccountSettings, code: int, text: str) -> ApplicationError:
+    permanent = 500 <= code < 600
+    return ApplicationError(
+        f"{account.name}: SMTP {account.smtp.host}:{account.smtp.port} answered {code}: {text}",
+        type="SmtpRejected" if permanent else "SmtpDeferred",
+        non_retryable=permanent,
+    )

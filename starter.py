@@ -1,0 +1,326 @@
+"""The account registry and the operators' scripts.
+
+    starter.py sync                        start / reconfigure / stop one poll loop per account
+    starter.py list [--status S] [--json]  contacts, newest first
+    starter.py status CONTACT [--json]     one contact in detail
+    starter.py assign CONTACT AGENT        give a queued contact to an agent
+    starter.py poll-now ACCOUNT            poll a mailbox now
+    starter.py accounts [--json]           each mailbox's poll loop: last poll, last error, waiting
+
+Exit status 0 on success; 1 with one line on stderr for an unknown contact, account or agent,
+or a refused assignment; 2 for a bad configuration or an unreachable Temporal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from ace_email import ids
+from ace_email import search_attributes as sa
+from ace_email.models import (
+    AccountPolicy,
+    AssignRequest,
+    ContactState,
+    MailboxInput,
+    policy_digest,
+)
+from ace_email.settings import ConfigError, Settings, load_settings
+from ace_email.temporal import TemporalUnavailable, connect
+from workflows.contact import ContactWorkflow
+from workflows.mailbox import MailboxWorkflow
+
+RPC_TIMEOUT = timedelta(seconds=10)
+
+
+class Refused(Exception):
+    """An operator's request that cannot be carried out; the message says why."""
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register the custom search attributes that are missing; returns the names added."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in sa.ALL
+        if key.name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)
+
+
+async def sync(client: Client, settings: Settings) -> list[str]:
+    """Make the running poll loops match the configuration; a second run changes nothing."""
+    lines = [
+        f"search attribute {name} registered"
+        for name in await ensure_search_attributes(client, settings.temporal.namespace)
+    ]
+    configured = set()
+    for account in settings.accounts:
+        policy = settings.policy(account)
+        workflow_id = ids.mailbox_workflow_id(account.name)
+        configured.add(workflow_id)
+        handle = client.get_workflow_handle(workflow_id)
+        running_digest = await _running_digest(handle)
+        if running_digest is None:
+            await client.start_workflow(
+                MailboxWorkflow.run,
+                MailboxInput(policy=policy),
+                id=workflow_id,
+                task_queue=settings.temporal.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                memo={"policy": policy_digest(policy)},
+                static_summary=f"Mailbox {account.name} <{account.address}>",
+                search_attributes=_mailbox_attributes(policy),
+            )
+            lines.append(f"{account.name}: started {workflow_id}")
+        elif running_digest != policy_digest(policy):
+            await handle.signal(MailboxWorkflow.reconfigure, policy, rpc_timeout=RPC_TIMEOUT)
+            lines.append(f"{account.name}: reconfigured")
+        else:
+            lines.append(f"{account.name}: unchanged")
+    async for execution in client.list_workflows(
+        'WorkflowType="MailboxWorkflow" AND ExecutionStatus="Running"'
+    ):
+        if execution.id not in configured:
+            await client.get_workflow_handle(execution.id).signal(MailboxWorkflow.stop)
+            lines.append(f"{execution.id}: no longer configured; stopping")
+    return lines
+
+
+def _mailbox_attributes(policy: AccountPolicy) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [SearchAttributePair(sa.ACCOUNT, policy.name), SearchAttributePair(sa.QUEUE, policy.queue)]
+    )
+
+
+async def _running_digest(handle: WorkflowHandle[Any, Any]) -> str | None:
+    try:
+        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    digest = await description.memo_value("policy", default="")
+    return str(digest)
+
+
+async def list_contacts(client: Client, status: str | None, limit: int) -> list[dict[str, Any]]:
+    query = 'WorkflowType="ContactWorkflow"'
+    if status:
+        query += f' AND {sa.STATUS.name}="{status}"'
+    rows: list[dict[str, Any]] = []
+    async for execution in client.list_workflows(query, limit=limit):
+        attributes = execution.typed_search_attributes
+        memo = await execution.memo()
+        rows.append(
+            {
+                "id": execution.id,
+                "status": attributes.get(sa.STATUS),
+                "account": attributes.get(sa.ACCOUNT),
+                "from": memo.get("from", ""),
+                "subject": memo.get("subject", ""),
+                "queue": attributes.get(sa.QUEUE),
+                "agent": attributes.get(sa.AGENT),
+                "started": execution.start_time.isoformat() if execution.start_time else None,
+            }
+        )
+    return rows
+
+
+async def contact_state(client: Client, contact_id: str) -> ContactState:
+    handle = client.get_workflow_handle_for(ContactWorkflow.run, contact_id)
+    try:
+        return await handle.query(ContactWorkflow.status, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise Refused(f"no contact {contact_id!r}") from None
+        raise
+
+
+async def assign(client: Client, settings: Settings, contact_id: str, agent_id: str) -> str:
+    try:
+        agent = settings.agent(agent_id)
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+    handle = client.get_workflow_handle_for(ContactWorkflow.run, contact_id)
+    try:
+        result = await handle.execute_update(
+            ContactWorkflow.assign,
+            AssignRequest(agent_id=agent.id, agent_name=agent.name, agent_email=agent.email),
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        raise Refused(f"assignment refused: {reason}") from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise Refused(f"no contact {contact_id!r}") from None
+        if err.status == RPCStatusCode.FAILED_PRECONDITION:
+            raise Refused(f"contact {contact_id} has ended; it cannot be assigned") from None
+        raise
+    where = f" ({agent.email})" if agent.email else " (built-in agent interface)"
+    detail = f": {result.detail}" if result.detail else ""
+    return f"{contact_id}: {result.status.value}, agent {agent.id}{where}{detail}"
+
+
+async def poll_now(client: Client, settings: Settings, account_name: str) -> str:
+    try:
+        settings.account(account_name)
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+    handle = client.get_workflow_handle(ids.mailbox_workflow_id(account_name))
+    try:
+        await handle.signal(MailboxWorkflow.poll_now, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise Refused(
+                f"account {account_name!r} has no running poll loop; run `starter.py sync`"
+            ) from None
+        raise
+    return f"{account_name}: poll requested"
+
+
+async def accounts(client: Client, settings: Settings) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for account in settings.accounts:
+        handle = client.get_workflow_handle(ids.mailbox_workflow_id(account.name))
+        try:
+            status = await handle.query(MailboxWorkflow.status, rpc_timeout=RPC_TIMEOUT)
+            rows.append(
+                {
+                    "account": account.name,
+                    "running": True,
+                    **status.model_dump(mode="json", exclude={"account"}),
+                }
+            )
+        except RPCError as err:
+            rows.append({"account": account.name, "running": False, "last_error": err.message})
+    return rows
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="starter.py", description="ace-email account registry and operator scripts"
+    )
+    parser.add_argument(
+        "--config", help="TOML configuration (default: $ACE_EMAIL_CONFIG or ./ace-email.toml)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "sync", help="start, reconfigure or stop one poll loop per configured account"
+    )
+    listing = commands.add_parser("list", help="list contacts")
+    listing.add_argument(
+        "--status", help="only contacts with this status (queued, assigned, delivered, ...)"
+    )
+    listing.add_argument("--limit", type=int, default=1000)
+    listing.add_argument("--json", action="store_true")
+    status = commands.add_parser("status", help="show one contact")
+    status.add_argument("contact")
+    status.add_argument("--json", action="store_true")
+    assigning = commands.add_parser("assign", help="assign a queued contact to an agent")
+    assigning.add_argument("contact")
+    assigning.add_argument("agent")
+    polling = commands.add_parser("poll-now", help="poll an account's mailbox now")
+    polling.add_argument("account")
+    account_list = commands.add_parser("accounts", help="show each mailbox's poll loop")
+    account_list.add_argument("--json", action="store_true")
+    return parser
+
+
+async def main(argv: Sequence[str] | None = None, client: Client | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        client = client or await connect(settings.temporal)
+        output = await _run(args, client, settings)
+    except Refused as exc:
+        print(f"starter.py {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except (ConfigError, TemporalUnavailable) as exc:
+        print(f"starter.py {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except RPCError as exc:
+        print(
+            f"starter.py {args.command}: Temporal answered {exc.status.name}: {exc.message}",
+            file=sys.stderr,
+        )
+        return 2
+    if output:
+        print(output)
+    return 0
+
+
+async def _run(args: argparse.Namespace, client: Client, settings: Settings) -> str:
+    if args.command == "sync":
+        return "\n".join(await sync(client, settings))
+    if args.command == "list":
+        rows = await list_contacts(client, args.status, args.limit)
+        if args.json:
+            return json.dumps(rows, indent=2, ensure_ascii=False)
+        return (
+            "\n".join(
+                f"{r['id']}  {r['status'] or '-':<11} {r['queue'] or '-':<10} "
+                f"{r['agent'] or '-':<10} "
+                f"{r['from']}: {r['subject']}"
+                for r in rows
+            )
+            or "no contacts"
+        )
+    if args.command == "status":
+        state = await contact_state(client, args.contact)
+        if args.json:
+            return state.model_dump_json(indent=2, by_alias=True)
+        return _describe_contact(state)
+    if args.command == "assign":
+        return await assign(client, settings, args.contact, args.agent)
+    if args.command == "poll-now":
+        return await poll_now(client, settings, args.account)
+    if args.command == "accounts":
+        rows = await accounts(client, settings)
+        if args.json:
+            return json.dumps(rows, indent=2)
+        return "\n".join(
+            f"{r['account']}: {'running' if r['running'] else 'NOT RUNNING'}, "
+            f"last success {r.get('last_success_at') or '-'}, waiting {r.get('waiting', '-')}, "
+            f"last error {r.get('last_error') or '-'}"
+            for r in rows
+        )
+    raise Refused(f"unknown command {args.command}")
+
+
+def _describe_contact(state: ContactState) -> str:
+    fields = state.model_dump(by_alias=True, exclude={"message"}, exclude_none=True)
+    return "\n".join(f"{key:>18}: {value}" for key, value in fields.items())
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,96 @@
+"""The email server: runs every workflow and activity of ace-email on one task queue.
+
+Run any number of these, on any machines; Temporal spreads mailboxes and contacts over them.
+SIGTERM or SIGINT shuts a worker down gracefully: in-flight activities get time to finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from ace_email.settings import ConfigError, Settings, load_settings
+from ace_email.temporal import TemporalUnavailable, connect
+from activities.imap_session import ImapPool
+from activities.mailbox import MailboxActivities
+from activities.outbound import OutboundActivities
+from workflows.contact import ContactWorkflow
+from workflows.mailbox import MailboxWorkflow
+
+log = logging.getLogger("ace_email.worker")
+
+ACTIVITY_THREADS = 32
+
+
+def build_worker(
+    client: Client, settings: Settings, pool: ImapPool, executor: ThreadPoolExecutor
+) -> Worker:
+    mailbox = MailboxActivities(pool)
+    outbound = OutboundActivities(settings, pool)
+    return Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=[MailboxWorkflow, ContactWorkflow],
+        activities=[
+            mailbox.poll_mailbox,
+            mailbox.claim_message,
+            mailbox.settle_duplicate,
+            outbound.send_auto_reply,
+            outbound.deliver_to_agent,
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+        graceful_shutdown_timeout=timedelta(seconds=20),
+    )
+
+
+async def run(settings: Settings, client: Client | None = None) -> None:
+    client = client or await connect(settings.temporal)
+    pool = ImapPool(settings)
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="imap") as executor:
+        worker = build_worker(client, settings, pool, executor)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info(
+            "worker on task queue %s at %s: %d account(s)",
+            settings.temporal.task_queue,
+            settings.temporal.address,
+            len(settings.accounts),
+        )
+        async with worker:
+            await stop.wait()
+            log.info("shutting down gracefully")
+        pool.close_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config", help="TOML configuration (default: $ACE_EMAIL_CONFIG or ./ace-email.toml)"
+    )
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings(args.config)
+        asyncio.run(run(settings))
+    except (ConfigError, TemporalUnavailable) as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

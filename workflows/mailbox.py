@@ -1,0 +1,215 @@
+"""MailboxWorkflow: the poll loop of one account. It never holds a message body."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from ace_email import ids
+    from ace_email import search_attributes as sa
+    from ace_email.models import (
+        AccountPolicy,
+        ContactInput,
+        ContactStatus,
+        MailboxInput,
+        MailboxStatus,
+        MessageHeadline,
+        PollRequest,
+        SettleDuplicateRequest,
+        policy_digest,
+    )
+    from activities.mailbox import MailboxActivities
+    from workflows import policies
+    from workflows.contact import ContactWorkflow
+
+MAX_POLLS_PER_RUN = 500
+
+
+@workflow.defn
+class MailboxWorkflow:
+    """Polls one mailbox: a timer or a `poll_now` signal; continue-as-new carries the cursor."""
+
+    @workflow.init
+    def __init__(self, mailbox: MailboxInput) -> None:
+        self._policy: AccountPolicy = mailbox.policy
+        self._status = MailboxStatus(
+            account=mailbox.policy.name,
+            cursor=mailbox.cursor,
+            polls=mailbox.polls,
+            contacts_started=mailbox.contacts_started,
+        )
+        self._poll_requested = False
+        self._stop = False
+        self._failures = 0
+
+    @workflow.run
+    async def run(self, mailbox: MailboxInput) -> MailboxStatus:
+        polls_this_run = 0
+        while not self._stop:
+            more = await self._poll_once()
+            polls_this_run += 1
+            if self._stop:
+                break
+            if (
+                workflow.info().is_continue_as_new_suggested()
+                or polls_this_run >= MAX_POLLS_PER_RUN
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    MailboxInput(
+                        policy=self._policy,
+                        cursor=self._status.cursor,
+                        polls=self._status.polls,
+                        contacts_started=self._status.contacts_started,
+                    )
+                )
+            if not more:
+                await self._wait_for_next_poll()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._status
+
+    @workflow.signal
+    def poll_now(self) -> None:
+        self._poll_requested = True
+
+    @workflow.signal
+    def stop(self) -> None:
+        """The account left the configuration: finish the current poll and end."""
+        self._stop = True
+        self._status = self._status.model_copy(update={"stopping": True})
+
+    @workflow.signal
+    def reconfigure(self, policy: AccountPolicy) -> None:
+        """Apply a changed account configuration from the next poll on.
+
+        A signal, not an update, so the registry can reconfigure while no worker runs.
+        """
+        if policy.name != self._policy.name:
+            workflow.logger.warning("ignoring configuration for account %s", policy.name)
+            return
+        if policy != self._policy:
+            self._policy = policy
+            self._poll_requested = True
+            workflow.upsert_memo({"policy": policy_digest(policy)})
+
+    @workflow.query
+    def policy(self) -> AccountPolicy:
+        return self._policy
+
+    @workflow.query
+    def status(self) -> MailboxStatus:
+        return self._status
+
+    async def _wait_for_next_poll(self) -> None:
+        interval = timedelta(seconds=self._policy.poll_interval_seconds)
+        if self._failures:
+            interval = min(interval * 2 ** min(self._failures, 10), policies.POLL_BACKOFF_MAX)
+        with suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._poll_requested or self._stop,
+                timeout=interval,
+                timeout_summary="next poll",
+            )
+        self._poll_requested = False
+
+    async def _poll_once(self) -> bool:
+        now = workflow.now()
+        self._status = self._status.model_copy(
+            update={"last_poll_at": now, "polls": self._status.polls + 1}
+        )
+        try:
+            result = await workflow.execute_activity_method(
+                MailboxActivities.poll_mailbox,
+                PollRequest(
+                    account=self._policy.name,
+                    folder=self._policy.inbox_folder,
+                    cursor=self._status.cursor,
+                ),
+                start_to_close_timeout=policies.POLL_TIMEOUT,
+                retry_policy=policies.POLL_RETRY,
+                summary="poll",
+            )
+        except ActivityError as err:
+            self._failures += 1
+            message = str(err.cause) if err.cause else str(err)
+            self._status = self._status.model_copy(update={"last_error": message})
+            workflow.set_current_details(
+                f"**failing** since {now:%Y-%m-%d %H:%M:%S} UTC: {message}"
+            )
+            workflow.logger.warning("mailbox %s: poll failed: %s", self._policy.name, message)
+            return False
+        self._failures = 0
+        await asyncio.gather(*(self._start_contact(m) for m in result.messages))
+        self._status = self._status.model_copy(
+            update={
+                "cursor": result.cursor,
+                "waiting": result.waiting,
+                "last_success_at": now,
+                "last_error": None,
+            }
+        )
+        workflow.set_current_details(
+            f"**polling** every {self._policy.poll_interval_seconds:g} s · "
+            f"{self._status.contacts_started} contacts started · {result.waiting} waiting in "
+            f"{self._policy.inbox_folder} · last poll {now:%H:%M:%S} UTC"
+        )
+        return result.more
+
+    async def _start_contact(self, headline: MessageHeadline) -> None:
+        ref = headline.ref
+        contact_id = ids.contact_workflow_id(self._policy.name, ref.key)
+        try:
+            await workflow.start_child_workflow(
+                ContactWorkflow.run,
+                ContactInput(ref=ref, policy=self._policy),
+                id=contact_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=_summary(headline),
+                memo={"from": headline.sender, "subject": headline.subject},
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.STATUS, ContactStatus.RECEIVED.value),
+                        SearchAttributePair(sa.ACCOUNT, self._policy.name),
+                        SearchAttributePair(sa.QUEUE, self._policy.queue),
+                    ]
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            await self._hand_over_duplicate(headline, contact_id)
+            return
+        self._status = self._status.model_copy(
+            update={"contacts_started": self._status.contacts_started + 1}
+        )
+
+    async def _hand_over_duplicate(self, headline: MessageHeadline, contact_id: str) -> None:
+        """The same email again: its contact settles the copy, or we do if it has ended."""
+        self._status = self._status.model_copy(
+            update={"duplicates_seen": self._status.duplicates_seen + 1}
+        )
+        try:
+            await workflow.get_external_workflow_handle(contact_id).signal(
+                ContactWorkflow.duplicate_seen, headline.ref
+            )
+        except Exception:  # the contact has ended: its own copy is long out of the inbox
+            await workflow.execute_activity_method(
+                MailboxActivities.settle_duplicate,
+                SettleDuplicateRequest(
+                    duplicate=headline.ref, archive_folder=self._policy.archive_folder
+                ),
+                start_to_close_timeout=policies.SETTLE_TIMEOUT,
+                retry_policy=policies.IMAP_RETRY,
+                summary="archive a duplicate copy",
+            )
+
+
+def _summary(headline: MessageHeadline) -> str:
+    """The Web UI's one line for a contact: "From X: subject"."""
+    return f"From {headline.sender or '(unknown sender)'}: {headline.subject or '(no subject)'}"
