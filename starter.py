@@ -104,9 +104,11 @@ async def sync(client: Client, settings: Settings) -> list[str]:
             lines.append(f"{account.name}: reconfigured")
         else:
             lines.append(f"{account.name}: unchanged")
-    async for execution in client.list_workflows(
-        'WorkflowType="MailboxWorkflow" AND ExecutionStatus="Running"'
-    ):
+    running = (
+        'WorkflowType="MailboxWorkflow" AND ExecutionStatus="Running" '
+        f'AND TaskQueue="{settings.temporal.task_queue}"'
+    )
+    async for execution in client.list_workflows(running):
         if execution.id not in configured:
             await client.get_workflow_handle(execution.id).signal(MailboxWorkflow.stop)
             lines.append(f"{execution.id}: no longer configured; stopping")

@@ -114,6 +114,8 @@ class AccountPolicy(Model):
     quarantine_folder: str = "Quarantine"
     sent_folder: str = "Sent"
     max_message_bytes: int = 40 * 1024 * 1024
+    imap_timeout_seconds: float = 30.0
+    smtp_timeout_seconds: float = 60.0
     own_addresses: list[str] = Field(
         default=[], description="addresses that never get an automatic reply (loop guard)"
     )

@@ -236,6 +236,8 @@ class Settings(BaseSettings):
             quarantine_folder=imap.quarantine_folder,
             sent_folder=imap.sent_folder,
             max_message_bytes=int(account.max_message_mb * 1024 * 1024),
+            imap_timeout_seconds=imap.timeout_seconds,
+            smtp_timeout_seconds=account.smtp.timeout_seconds,
             own_addresses=self.own_addresses(),
         )
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError
-from imap_tools.imap_utf7 import utf7_encode
+from imap_tools.imap_utf7 import utf7_decode, utf7_encode
 
 from ace_email.settings import AccountSettings, ImapSettings, Security, Settings
 
@@ -96,6 +96,17 @@ class ImapSession:
             text = b" ".join(d for d in data if isinstance(d, bytes)).decode(errors="replace")
             raise ImapError(f"{self.account}: {what} failed: {status} {text}")
         return data
+
+    def ensure_folders(self, folders: Sequence[str]) -> None:
+        """Create the folders ace-email uses where they are missing (LIST first, then CREATE)."""
+        status, data = self.client.list()
+        if status == "OK":
+            for line in data:
+                if isinstance(line, bytes):
+                    name = line.rsplit(b" ", 1)[-1].strip(b'"').decode(errors="replace")
+                    self.known_folders.add(utf7_decode(name.encode()) if "&" in name else name)
+        for folder in folders:
+            self.ensure_folder(folder)
 
     def ensure_folder(self, folder: str) -> None:
         if folder in self.known_folders:
@@ -218,6 +229,7 @@ class ImapPool:
         self._idle: dict[str, queue.LifoQueue[ImapSession]] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
+        self._connecting: dict[str, threading.Lock] = {}
 
     def _account(self, name: str) -> AccountSettings:
         return self._settings.account(name)
@@ -243,7 +255,7 @@ class ImapPool:
             try:
                 session = idle.get_nowait()
             except queue.Empty:
-                session = connect(account)
+                session = self._connect(account)
             try:
                 yield session
             except (OSError, imaplib.IMAP4.abort, ssl.SSLError, EOFError):
@@ -258,6 +270,22 @@ class ImapPool:
         finally:
             slots.release()
 
+    def _connect(self, account: AccountSettings) -> ImapSession:
+        """A new session whose account folders are known to exist.
+
+        Connections of one account are made one at a time, so this worker never sends two
+        concurrent CREATEs for the same folder (some servers fail one of them).
+        """
+        with self._lock:
+            connecting = self._connecting.setdefault(account.name, threading.Lock())
+        with connecting:
+            session = connect(account)
+            imap = account.imap
+            session.ensure_folders(
+                [imap.processing_folder, imap.archive_folder, imap.quarantine_folder, imap.sent_folder]
+            )
+            return session
+
     def close_all(self) -> None:
         with self._lock:
             for idle in self._idle.values():
@@ -269,11 +297,9 @@ class ImapPool:
 
 
 def _close_quietly(session: ImapSession) -> None:
-    try:
-        session.mailbox.logout()
-    except Exception:  # the connection is being thrown away
-        with suppress(Exception):
-            session.client.shutdown()
+    """Drop a connection without LOGOUT: waiting for a server's goodbye only delays shutdown."""
+    with suppress(Exception):
+        session.client.shutdown()
 
 
 def _mailbox(imap: ImapSettings) -> BaseMailBox:

@@ -67,7 +67,7 @@ class ContactWorkflow:
         claim = await workflow.execute_activity_method(
             MailboxActivities.claim_message,
             ClaimRequest(ref=self._ref, policy=self._policy),
-            start_to_close_timeout=policies.CLAIM_TIMEOUT,
+            start_to_close_timeout=policies.imap_timeout(self._policy),
             retry_policy=policies.IMAP_RETRY,
             summary="claim and analyse",
         )
@@ -171,7 +171,7 @@ class ContactWorkflow:
                     agent_id=request.agent_id,
                     agent_email=agent_email,
                 ),
-                start_to_close_timeout=policies.DELIVER_TIMEOUT,
+                start_to_close_timeout=policies.smtp_timeout(self._policy),
                 retry_policy=policies.SMTP_RETRY,
                 summary=f"deliver to {request.agent_id}",
             )
@@ -207,7 +207,7 @@ class ContactWorkflow:
                     original_message_id=analysis.message_id,
                     original_references=analysis.references,
                 ),
-                start_to_close_timeout=policies.AUTO_REPLY_TIMEOUT,
+                start_to_close_timeout=policies.smtp_timeout(self._policy),
                 schedule_to_close_timeout=policies.AUTO_REPLY_GIVE_UP,
                 retry_policy=policies.SMTP_RETRY,
                 summary="automatic reply",
@@ -227,7 +227,7 @@ class ContactWorkflow:
                 SettleDuplicateRequest(
                     duplicate=duplicate, archive_folder=self._policy.archive_folder
                 ),
-                start_to_close_timeout=policies.SETTLE_TIMEOUT,
+                start_to_close_timeout=policies.imap_timeout(self._policy),
                 retry_policy=policies.IMAP_RETRY,
                 summary="archive a duplicate copy",
             )

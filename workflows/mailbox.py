@@ -132,7 +132,7 @@ class MailboxWorkflow:
                     folder=self._policy.inbox_folder,
                     cursor=self._status.cursor,
                 ),
-                start_to_close_timeout=policies.POLL_TIMEOUT,
+                start_to_close_timeout=policies.imap_timeout(self._policy),
                 retry_policy=policies.POLL_RETRY,
                 summary="poll",
             )
@@ -204,7 +204,7 @@ class MailboxWorkflow:
                 SettleDuplicateRequest(
                     duplicate=headline.ref, archive_folder=self._policy.archive_folder
                 ),
-                start_to_close_timeout=policies.SETTLE_TIMEOUT,
+                start_to_close_timeout=policies.imap_timeout(self._policy),
                 retry_policy=policies.IMAP_RETRY,
                 summary="archive a duplicate copy",
             )

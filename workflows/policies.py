@@ -4,6 +4,9 @@
   backing off to a minute; a wrong password is retried too, slowly, so the mailbox recovers by
   itself once an operator fixes it. Faults in the configuration are permanent.
 - SMTP: 4xx and connection faults are retried with back-off; a 5xx answer is permanent.
+
+Activity timeouts follow the account's configured network timeouts: an activity that has
+not finished within a few of them is presumed lost with its worker and is retried elsewhere.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
+
+from ace_email.models import AccountPolicy
 
 PERMANENT_FAULTS = ["ConfigError", "MessageMissing", "SmtpRejected"]
 
@@ -36,12 +41,16 @@ SMTP_RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT_FAULTS,
 )
 
-POLL_TIMEOUT = timedelta(minutes=2)
-CLAIM_TIMEOUT = timedelta(minutes=5)
-SETTLE_TIMEOUT = timedelta(minutes=1)
-AUTO_REPLY_TIMEOUT = timedelta(minutes=2)
 AUTO_REPLY_GIVE_UP = timedelta(hours=24)
-DELIVER_TIMEOUT = timedelta(minutes=10)
-
 POLL_BACKOFF_MAX = timedelta(minutes=5)
 ASSIGN_ANSWER_WAIT = timedelta(seconds=30)
+
+
+def imap_timeout(policy: AccountPolicy) -> timedelta:
+    """For one IMAP activity: a handful of commands, each bounded by the socket timeout."""
+    return timedelta(seconds=policy.imap_timeout_seconds * 4)
+
+
+def smtp_timeout(policy: AccountPolicy) -> timedelta:
+    """For one send with its IMAP bookkeeping."""
+    return timedelta(seconds=policy.smtp_timeout_seconds * 2 + policy.imap_timeout_seconds * 2)

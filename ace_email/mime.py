@@ -1,0 +1,994 @@
+"""Pure functions over raw RFC 822 messages: content key, headline, analysis, automatic mail.
+
+Every public function here takes the raw bytes of one message as a mail server stored it and
+never raises, whatever those bytes are: empty, binary, truncated, with NUL bytes, invalid
+UTF-8, unknown charsets, broken MIME, or headers of a megabyte. Where the standard library's
+strict parser (`policy.default`) raises or would be too slow, a lenient path takes over
+(`policy.compat32`, `email.utils.getaddresses`, or a byte-level header reader) and the
+fallback is recorded in `Analysis.problems`.
+
+All text put into the models is decoded, stripped of control characters (no CR, LF or NUL)
+and bounded in length; an `Analysis` serialises to well under 16 KB of JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import hashlib
+import json
+import re
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy as email_policy
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
+
+from ace_email.models import LIST_LIMIT, SUMMARY_TEXT_LIMIT, Address, Analysis, Attachment
+
+__all__ = ["analyse", "automatic_reasons", "headline", "message_key"]
+
+# Header values longer than this (characters) are never handed whole to the strict
+# `policy.default` header parser, whose run time grows quadratically with the value's length
+# (a 1 MB Subject takes about 25 s). Unstructured values are cut to this length first
+# (only SUMMARY_TEXT_LIMIT characters are kept anyway); address lists go to the lenient parser.
+STRICT_HEADER_LIMIT = 8192
+# A Content-Type, -Disposition or -Transfer-Encoding header longer than this anywhere in the
+# message makes it parsed with compat32: policy.default parses those while reading the MIME
+# structure, several times per part (half a megabyte of Content-Type takes most of a minute).
+MIME_HEADER_LIMIT = 4096
+# At most this much of one address header is read (about 30,000 addresses).
+ADDRESS_INPUT_LIMIT = 1_000_000
+# The byte-level header reader stops after this many bytes of header block.
+HEAD_SCAN_LIMIT = 4 * 1024 * 1024
+# MIME nesting walked for attachments, and parts visited at most.
+MAX_MIME_DEPTH = 20
+MAX_MIME_PARTS = 1000
+PROBLEM_LIMIT = 20
+PROBLEM_TEXT_LIMIT = 120
+REASON_LIMIT = 20
+REASON_TEXT_LIMIT = 80
+ADDRESS_TEXT_LIMIT = SUMMARY_TEXT_LIMIT
+CONTENT_TYPE_LIMIT = 100
+# The serialised Analysis is trimmed (longest lists first) until it fits in this many bytes.
+JSON_BUDGET = 12_000
+
+_KEY_VERSION = b"ace-email-key/1\n"
+_KEY_HEADERS = ("message-id", "date", "from", "to", "cc", "subject")
+
+# --------------------------------------------------------------------------------------------
+# Text helpers
+# --------------------------------------------------------------------------------------------
+
+_SURROGATES = re.compile("[\ud800-\udfff]+")
+# Control characters that are not whitespace (whitespace ones become a space below).
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]+")
+_WHITESPACE = re.compile(r"\s+")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+def _bytes_text(data: bytes) -> str:
+    """Decode header bytes of unknown charset: UTF-8 if valid, else Windows-1252."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace")
+
+
+def _fix_surrogate_run(match: re.Match[str]) -> str:
+    data = bytes(ord(c) - 0xDC00 for c in match.group(0) if 0xDC80 <= ord(c) <= 0xDCFF)
+    return _bytes_text(data) if data else "\ufffd"
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether the bytes smuggled into `text` as surrogates are valid UTF-8."""
+    try:
+        text.encode("utf-8", "surrogateescape").decode("utf-8")
+        return True
+    except UnicodeError:
+        return False
+
+
+def _desurrogate(text: str) -> str:
+    """Turn bytes smuggled in as surrogates (`surrogateescape`) back into real characters."""
+    if text.isascii():
+        return text
+    return _SURROGATES.sub(_fix_surrogate_run, text)
+
+
+def _clean(text: str, limit: int) -> str:
+    """One line of printable text: no control characters, whitespace collapsed, capped."""
+    text = _desurrogate(text[: limit * 8 + 64])
+    text = _CONTROLS.sub("", text)
+    text = _WHITESPACE.sub(" ", text).strip()
+    return text[:limit].rstrip()
+
+
+def _unfold(value: str) -> str:
+    return _NEWLINES.sub("", value)
+
+
+def _plain(value: str) -> str:
+    """A raw header value as text: unfolded, undecodable bytes decoded leniently."""
+    return _desurrogate(_unfold(value))
+
+
+class _Problems:
+    """A bounded, de-duplicated list of short problem descriptions."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self._seen: set[str] = set()
+        self._overflow = False
+
+    def add(self, text: str) -> None:
+        text = _clean(text, PROBLEM_TEXT_LIMIT)
+        if not text or text in self._seen:
+            return
+        self._seen.add(text)
+        if len(self.items) < PROBLEM_LIMIT - 1:
+            self.items.append(text)
+        elif not self._overflow:
+            self._overflow = True
+            self.items.append("more problems not listed")
+
+
+def _describe(exc: BaseException) -> str:
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# RFC 2047 encoded words
+# --------------------------------------------------------------------------------------------
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def _ascii_bytes(text: str) -> bytes:
+    return text.encode("ascii", "replace")
+
+
+def _encoded_word_bytes(encoding: str, payload: str) -> bytes:
+    if encoding in "bB":
+        data = _ascii_bytes(payload)
+        for candidate in (data + b"=" * (-len(data) % 4), data[: len(data) - len(data) % 4]):
+            try:
+                return base64.b64decode(candidate)
+            except (binascii.Error, ValueError):
+                continue
+        return b""
+    data = _ascii_bytes(payload.replace("_", " "))
+    return _QP_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), data)
+
+
+def _charset_name(charset: str) -> str:
+    return charset.split("*", 1)[0].strip().lower()  # RFC 2231 language suffix: utf-8*en
+
+
+def _known_charset(charset: str) -> bool:
+    try:
+        codecs.lookup(charset)
+        return True
+    except Exception:
+        return False
+
+
+def _decode_charset(data: bytes, charset: str, problems: _Problems | None) -> str:
+    if not _known_charset(charset):
+        if problems is not None:
+            problems.add(f"unknown charset {charset[:40]!r}: decoded as UTF-8/Windows-1252")
+        return _bytes_text(data)
+    try:
+        return data.decode(charset, "replace")
+    except Exception:  # a non-text codec (rot13, zlib, ...) or a broken one
+        if problems is not None:
+            problems.add(f"charset {charset[:40]!r} not usable for text")
+        return _bytes_text(data)
+
+
+def _decode_words(text: str, problems: _Problems | None = None) -> str:
+    """Decode RFC 2047 encoded words; adjacent words of one charset are joined as bytes first.
+
+    Never raises: broken base64, unknown charsets and stray `=?` are decoded as well as can be.
+    """
+    if "=?" not in text:
+        return text
+    out: list[str] = []
+    pending: list[tuple[str, bytes]] = []
+
+    def flush() -> None:
+        for charset, data in pending:
+            out.append(_decode_charset(data, charset, problems))
+        pending.clear()
+
+    pos = 0
+    for match in _ENCODED_WORD.finditer(text):
+        between = text[pos : match.start()]
+        if between and (not pending or between.strip()):
+            flush()
+            out.append(between)
+        charset = _charset_name(match.group(1))
+        data = _encoded_word_bytes(match.group(2), match.group(3))
+        if pending and pending[-1][0] == charset:
+            pending[-1] = (charset, pending[-1][1] + data)
+        else:
+            pending.append((charset, data))
+        pos = match.end()
+    flush()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _check_encoded_charsets(name: str, value: str, problems: _Problems) -> None:
+    for match in _ENCODED_WORD.finditer(value[:STRICT_HEADER_LIMIT]):
+        charset = _charset_name(match.group(1))
+        if not _known_charset(charset):
+            problems.add(f"{name}: unknown charset {charset[:40]!r} in encoded word")
+
+
+# --------------------------------------------------------------------------------------------
+# Byte-level header reader
+# --------------------------------------------------------------------------------------------
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_HEADER_LINE = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+
+
+@dataclass(frozen=True)
+class _Head:
+    """The header block of a message as read from bytes, without the email package.
+
+    `fields` holds (name, value) with the value decoded as ASCII with `surrogateescape` (as the
+    email package's `raw_items()` does) and still folded. `body_start` is the offset of the
+    body: after the empty line, or at the first line that is neither a header nor a
+    continuation (a missing separator), or at the end.
+    """
+
+    fields: list[tuple[str, str]]
+    body_start: int
+
+
+def _parse_head(raw: bytes) -> _Head:
+    fields: list[tuple[str, list[bytes]]] = []
+    pos, size, first = 0, len(raw), True
+    while pos < size:
+        if pos > HEAD_SCAN_LIMIT:
+            break
+        match = _LINE_END.search(raw, pos)
+        end, after = (match.start(), match.end()) if match else (size, size)
+        line = raw[pos:end]
+        if not line:
+            pos = after
+            break
+        if first and line.startswith(b"From "):  # mbox From_ line
+            first = False
+            pos = after
+            continue
+        first = False
+        if line[:1] in (b" ", b"\t"):
+            if fields:
+                fields[-1][1].append(line)
+            pos = after
+            continue
+        header = _HEADER_LINE.match(line)
+        if header is None:
+            break  # no separator: the body starts at this line
+        fields.append((header.group(1).decode("ascii"), [line[header.end() :].lstrip(b" \t")]))
+        pos = after
+    decoded = [
+        (name, b"\n".join(parts).decode("ascii", "surrogateescape")) for name, parts in fields
+    ]
+    return _Head(decoded, min(pos, size))
+
+
+# --------------------------------------------------------------------------------------------
+# message_key
+# --------------------------------------------------------------------------------------------
+
+_TRAILING_SPACE = re.compile(rb"[ \t]+\n")
+_BYTES_WHITESPACE = re.compile(rb"\s+")
+
+
+def message_key(raw: bytes) -> str:
+    """A content key (hex SHA-256) for one email.
+
+    The same for two copies of one email that differ only in trace headers added on delivery
+    (Received, Return-Path, Delivered-To, Authentication-Results, ARC-*, X-Spam-*, ...), in
+    line endings (CRLF, LF, CR) or in trailing whitespace; different for different emails
+    even when they share a Message-ID or have none. It hashes the Message-ID, Date, From,
+    To, Cc and Subject values (unfolded, whitespace collapsed, as bytes) and the body (after
+    the header block, line endings normalised, trailing whitespace stripped).
+    """
+    try:
+        data = bytes(raw)
+        head = _parse_head(data)
+        digest = hashlib.sha256(_KEY_VERSION)
+        for wanted in _KEY_HEADERS:
+            values = [
+                _BYTES_WHITESPACE.sub(b" ", value.encode("ascii", "surrogateescape")).strip()
+                for name, value in head.fields
+                if name.lower() == wanted
+            ]
+            digest.update(f"{wanted}:{len(values)}\n".encode())
+            for value in values:
+                digest.update(len(value).to_bytes(8, "big") + value)
+        body = _LINE_END.sub(b"\n", data[head.body_start :])
+        body = _TRAILING_SPACE.sub(b"\n", body).rstrip()
+        digest.update(b"body:" + hashlib.sha256(body).digest())
+        return digest.hexdigest()
+    except Exception:
+        try:
+            fallback = bytes(raw)
+        except Exception:
+            fallback = repr(raw).encode("utf-8", "replace")
+        return hashlib.sha256(b"ace-email-key/fallback\n" + fallback).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Headers: strict (policy.default) with lenient fallbacks
+# --------------------------------------------------------------------------------------------
+
+_MSG_ID = re.compile(r"<[^<>\s]+>")
+_ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\"]+@[^\s<>()\[\],;:\"]+")
+_STAND_IN = "xxencodedwordxx"
+_STAND_IN_TOKEN = re.compile(_STAND_IN + r"\d+x")
+_CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
+
+
+class _Headers:
+    """The top-level header fields of one message, read strictly where that is safe."""
+
+    def __init__(self, fields: list[tuple[str, str]], problems: _Problems) -> None:
+        self.fields = fields
+        self.problems = problems
+        self._by_name: dict[str, list[str]] = {}
+        for field, value in fields:
+            self._by_name.setdefault(field.lower(), []).append(value)
+
+    def values(self, name: str) -> list[str]:
+        return self._by_name.get(name.lower(), [])
+
+    def strict(self, name: str, value: str) -> Any | None:
+        """The `policy.default` header object for a value, or None where that raises."""
+        try:
+            header = email_policy.default.header_factory(name, _unfold(value))
+        except Exception as exc:
+            self.problems.add(f"{name}: {_describe(exc)}; read leniently")
+            return None
+        for defect in getattr(header, "defects", ()):
+            self.problems.add(f"{name}: {_describe(defect)}")
+        return header
+
+    def text(self, name: str) -> str | None:
+        """The first value of an unstructured header, decoded (RFC 2047)."""
+        values = self.values(name)
+        if not values:
+            return None
+        value = values[0]
+        _check_encoded_charsets(name, value, self.problems)
+        if len(value) > STRICT_HEADER_LIMIT:
+            self.problems.add(f"{name}: {len(value)} characters long; cut")
+            value = value[:STRICT_HEADER_LIMIT]
+        if not value.isascii():
+            # Raw 8-bit bytes: policy.default turns all but UTF-8 into U+FFFD; decode them here.
+            if not _is_utf8(value):
+                self.problems.add(f"{name}: raw 8-bit bytes not UTF-8; read as Windows-1252")
+        else:
+            header = self.strict(name, value)
+            if header is not None:
+                return str(header)
+        return _decode_words(_plain(value), self.problems)
+
+    def addresses(self, name: str) -> list[tuple[str, str]]:
+        """Every (display name, address) in every field of this name, in order."""
+        found: list[tuple[str, str]] = []
+        for value in self.values(name):
+            _check_encoded_charsets(name, value, self.problems)
+            parsed: list[tuple[str, str]] | None = None
+            if len(value) > STRICT_HEADER_LIMIT:
+                self.problems.add(f"{name}: {len(value)} characters long; read leniently")
+            else:
+                header = self.strict(name, value)
+                if header is not None:
+                    try:
+                        parsed = [(a.display_name, a.addr_spec) for a in header.addresses]
+                    except Exception as exc:
+                        self.problems.add(f"{name}: {_describe(exc)}; read leniently")
+            if parsed is None:
+                parsed = _lenient_addresses(value, self.problems, name)
+            found.extend(pair for pair in parsed if pair[0] or pair[1])
+        return found
+
+
+def _lenient_addresses(
+    value: str, problems: _Problems | None = None, name: str = "address"
+) -> list[tuple[str, str]]:
+    """Addresses by `email.utils.getaddresses`, else by pattern; display names decoded."""
+    text = _plain(value[:ADDRESS_INPUT_LIMIT])
+    if len(value) > ADDRESS_INPUT_LIMIT and problems is not None:
+        problems.add(f"{name}: only the first {ADDRESS_INPUT_LIMIT} characters read")
+    # Encoded words may hold ":", "@", "," or "<" (Q-encoded display names do, against RFC
+    # 2047): stand them in with plain atoms while the address list is split.
+    words: dict[str, str] = {}
+
+    def stand_in(match: re.Match[str]) -> str:
+        token = f"{_STAND_IN}{len(words)}x"
+        words[token] = match.group(0)
+        return token
+
+    if _STAND_IN not in text:
+        text = _ENCODED_WORD.sub(stand_in, text)
+
+    def restore(part: str) -> str:
+        return _STAND_IN_TOKEN.sub(lambda m: words.get(m.group(0), m.group(0)), part)
+
+    try:
+        pairs = getaddresses([text])
+    except Exception as exc:  # RecursionError on deeply nested comments, among others
+        if problems is not None:
+            problems.add(f"{name}: {type(exc).__name__}; addresses found by pattern")
+        pairs = [("", addr) for addr in _ADDR_SPEC.findall(text)]
+    return [
+        (_decode_words(restore(display), problems), restore(addr))
+        for display, addr in pairs
+        if display or addr
+    ]
+
+
+def _address(pair: tuple[str, str]) -> Address:
+    display, addr = pair
+    return Address(name=_clean(display, ADDRESS_TEXT_LIMIT), addr=_clean(addr, ADDRESS_TEXT_LIMIT))
+
+
+def _addresses(pairs: list[tuple[str, str]]) -> list[Address]:
+    result: list[Address] = []
+    for pair in pairs:
+        if len(result) >= LIST_LIMIT:
+            break
+        address = _address(pair)
+        if address.name or address.addr:
+            result.append(address)
+    return result
+
+
+def _msg_ids(value: str) -> list[str]:
+    limit = STRICT_HEADER_LIMIT * 16
+    if len(value) > limit:  # an absurd References: its start (the root) and its recent end
+        value = f"{value[:STRICT_HEADER_LIMIT]} {value[-limit:]}"
+    text = _plain(value)
+    ids = _MSG_ID.findall(text)
+    if not ids and text.strip():
+        ids = text.split()
+    return [cleaned for cleaned in (_clean(i, SUMMARY_TEXT_LIMIT) for i in ids) if cleaned]
+
+
+def _first_msg_id(values: list[str]) -> str | None:
+    for value in values:
+        ids = _msg_ids(value)
+        if ids:
+            return ids[0]
+    return None
+
+
+def _references(values: list[str]) -> list[str]:
+    ids: list[str] = []
+    seen: set[str] = set()
+    for value in values:
+        for msg_id in _msg_ids(value):
+            if msg_id not in seen:
+                seen.add(msg_id)
+                ids.append(msg_id)
+    if len(ids) > LIST_LIMIT:  # keep the thread's root and the most recent ones (RFC 5322)
+        ids = [ids[0], *ids[-(LIST_LIMIT - 1) :]]
+    return ids
+
+
+def _date(headers: _Headers) -> datetime | None:
+    values = headers.values("date")
+    if not values:
+        return None
+    value = values[0][:STRICT_HEADER_LIMIT]
+    result: datetime | None = None
+    header = headers.strict("Date", value)
+    if header is not None:
+        result = getattr(header, "datetime", None)
+    if result is None:
+        try:
+            result = parsedate_to_datetime(_clean(value, 200))
+        except Exception:
+            headers.problems.add("Date: not a valid date")
+            return None
+    if result.tzinfo is None:  # "-0000": UTC, local zone unknown (RFC 5322 3.3)
+        result = result.replace(tzinfo=UTC)
+    return result
+
+
+def _raw_content_type(value: str | None) -> str:
+    if not value:
+        return "text/plain"
+    base = _plain(value[: CONTENT_TYPE_LIMIT * 4]).split(";", 1)[0].strip().lower()
+    return base if _CONTENT_TYPE.fullmatch(base) else "text/plain"
+
+
+# --------------------------------------------------------------------------------------------
+# Automatic mail
+# --------------------------------------------------------------------------------------------
+
+# Subjects of bounces and absence notices, matched case-insensitively at the very start:
+# prefixes such as "Re:" are not stripped, because an auto-reply's subject begins with these.
+_AUTO_SUBJECTS: tuple[tuple[str, str], ...] = (
+    ("Undeliverable", r"undeliverable"),
+    ("Undelivered Mail", r"undelivered\s+mail"),
+    ("Delivery Status Notification", r"delivery\s+status\s+notification"),
+    ("Mail delivery failed", r"mail\s+delivery\s+failed"),
+    ("Delivery failure", r"delivery\s+(?:failure|has\s+failed)"),
+    ("Returned mail", r"returned\s+mail"),
+    ("failure notice", r"failure\s+notice"),
+    ("Message not delivered", r"message\s+not\s+delivered"),
+    ("Unzustellbar", r"unzustellbar"),
+    ("Non remis", r"non\s+remis"),
+    ("Automatic reply", r"automatic\s+reply"),
+    ("Auto reply", r"auto[\s_-]?reply"),
+    ("Auto response", r"auto[\s_-]?response"),
+    ("Out of office", r"out\s+of\s+(?:the\s+)?office"),
+    ("Abwesenheitsnotiz", r"abwesenheitsnotiz"),
+    ("Automatische Antwort", r"automatische\s+antwort"),
+    ("Automatisch antwoord", r"automatisch\s+antwoord"),
+    ("Frånvaro", r"frånvaro"),
+    ("Autosvar", r"autosvar"),
+    ("Réponse automatique", r"r[ée]ponse\s+automatique"),
+    ("Risposta automatica", r"risposta\s+automatica"),
+    ("Absence", r"absence"),
+    ("Respuesta automática", r"respuesta\s+autom[áa]tica"),
+    ("Fuera de la oficina", r"fuera\s+de\s+la\s+oficina"),
+)
+_AUTO_SUBJECT_PATTERNS = [
+    (label, re.compile(pattern + r"(?!\w)", re.IGNORECASE)) for label, pattern in _AUTO_SUBJECTS
+]
+_AUTOMATIC_SENDERS = re.compile(
+    r"(?:mailer[-_]?daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply)(?:[-+_.].*)?",
+    re.IGNORECASE,
+)
+_PRECEDENCE = frozenset({"bulk", "list", "junk", "auto_reply", "auto-reply"})
+_LIST_HEADERS = {
+    "list-id": "List-Id",
+    "list-unsubscribe": "List-Unsubscribe",
+    "list-post": "List-Post",
+}
+_AUTOREPLY_HEADERS = {
+    "x-autoreply": "X-Autoreply",
+    "x-autorespond": "X-Autorespond",
+    "x-autoresponder": "X-Autoresponder",
+    "x-auto-response-suppress": "X-Auto-Response-Suppress",
+}
+_LOOP_HEADER = re.compile(r"x-(?:.+-)?loop", re.IGNORECASE)
+_REPORT_TYPE = re.compile(r"report-type\s*=\s*\"?([\w.-]+)", re.IGNORECASE)
+
+
+def _header_fields(headers: Message | bytes | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    if isinstance(headers, bytes | bytearray | memoryview):
+        return _parse_head(bytes(headers)).fields
+    if isinstance(headers, Message):
+        return [(str(name), str(value)) for name, value in headers.raw_items()]
+    return [(str(name), str(value)) for name, value in headers]
+
+
+def _token(value: str) -> str:
+    """The first token of a header value: before any parameter or comment, lower case."""
+    return re.split(r"[;(\s]", value.strip().lower(), maxsplit=1)[0]
+
+
+def automatic_reasons(
+    headers: Message | bytes | Iterable[tuple[str, str]],
+    sender: str | None = None,
+    *,
+    own_addresses: Collection[str] = (),
+) -> list[str]:
+    """Why a message looks automatic (a bounce, an auto-reply, list or bulk mail): short reasons.
+
+    `headers` is a parsed message, the raw message bytes, or (name, raw value) pairs of its
+    top-level header. `sender` is the From address; when None it is read from the headers.
+    An empty list means the message looks written by a person. Never raises.
+    """
+    reasons: list[str] = []
+
+    def add(reason: str) -> None:
+        reason = _clean(reason, REASON_TEXT_LIMIT)
+        if reason and reason not in reasons and len(reasons) < REASON_LIMIT:
+            reasons.append(reason)
+
+    try:
+        fields = [(name.lower(), _plain(value[:2000])) for name, value in _header_fields(headers)]
+    except Exception:
+        fields = []
+    try:
+        _automatic_reasons(fields, sender, own_addresses, add)
+    except Exception as exc:  # never expected; a reason is safer than a missed loop
+        add(f"automatic-mail check failed: {type(exc).__name__}")
+    return reasons
+
+
+def _automatic_reasons(
+    fields: list[tuple[str, str]],
+    sender: str | None,
+    own_addresses: Collection[str],
+    add: Callable[[str], None],
+) -> None:
+    first: dict[str, str] = {}
+    for name, value in fields:
+        first.setdefault(name, value)
+        token = _token(value)
+        if name == "auto-submitted":
+            if token and token != "no":
+                add(f"Auto-Submitted: {token}")
+        elif name == "precedence":
+            if token in _PRECEDENCE:
+                add(f"Precedence: {token}")
+        elif name in _LIST_HEADERS:
+            bracketed = _MSG_ID.search(value)  # <list.id> or <mailto:...>: the telling part
+            add(f"{_LIST_HEADERS[name]}: {bracketed.group(0) if bracketed else value.strip()}")
+        elif name in _AUTOREPLY_HEADERS:
+            if token not in ("no", "false", "0"):
+                add(f"{_AUTOREPLY_HEADERS[name]}: {value.strip()[:30]}")
+        elif _LOOP_HEADER.fullmatch(name):
+            add(f"{name.title()}: {value.strip()[:30]}")
+        elif name == "return-path" and _WHITESPACE.sub("", value) == "<>":
+            add("Return-Path: <>")
+
+    if sender is None:
+        pairs = _lenient_addresses(first["from"]) if "from" in first else []
+        sender = pairs[0][1] if pairs else ""
+    address = _clean(sender, ADDRESS_TEXT_LIMIT).lower()
+    local = address.rsplit("@", 1)[0]
+    if local and _AUTOMATIC_SENDERS.fullmatch(local):
+        add(f"sender: {local[:40]}")
+
+    content_type = first.get("content-type", "")
+    if _raw_content_type(content_type) == "multipart/report":
+        report = _REPORT_TYPE.search(content_type)
+        add(f"Content-Type: multipart/report{f' ({report.group(1)})' if report else ''}")
+
+    subject = _clean(_decode_words(first.get("subject", "")), SUMMARY_TEXT_LIMIT)
+    for label, pattern in _AUTO_SUBJECT_PATTERNS:
+        if pattern.match(subject):
+            add(f"Subject starts with '{label}'")
+            break
+
+    own = {a.strip().lower() for a in own_addresses}
+    if address and address in own:
+        add("from one of our own addresses")
+
+
+# --------------------------------------------------------------------------------------------
+# headline
+# --------------------------------------------------------------------------------------------
+
+
+def headline(raw: bytes) -> tuple[str, str, str | None]:
+    """(sender "Name <addr>" or addr, subject, Message-ID) from the raw header, cheaply.
+
+    Decoded (RFC 2047), one line each, capped at SUMMARY_TEXT_LIMIT characters. Never raises:
+    what cannot be read is "" (or None for the Message-ID).
+    """
+    try:
+        head = _parse_head(bytes(raw))
+    except Exception:
+        return "", "", None
+    sender = subject = ""
+    message_id: str | None = None
+    try:
+        from_values = [v for n, v in head.fields if n.lower() == "from"]
+        if from_values:
+            pairs = _lenient_addresses(from_values[0])
+            if pairs:
+                sender = _clean(str(_address(pairs[0])), SUMMARY_TEXT_LIMIT)
+            else:
+                sender = _clean(_decode_words(_plain(from_values[0])), SUMMARY_TEXT_LIMIT)
+    except Exception:
+        sender = ""
+    try:
+        subjects = [v for n, v in head.fields if n.lower() == "subject"]
+        if subjects:
+            subject = _clean(
+                _decode_words(_plain(subjects[0][:STRICT_HEADER_LIMIT])), SUMMARY_TEXT_LIMIT
+            )
+    except Exception:
+        subject = ""
+    try:
+        message_id = _first_msg_id([v for n, v in head.fields if n.lower() == "message-id"])
+    except Exception:
+        message_id = None
+    return sender, subject, message_id
+
+
+# --------------------------------------------------------------------------------------------
+# analyse
+# --------------------------------------------------------------------------------------------
+
+_MIME_HEADER = re.compile(
+    rb"content-(?:type|disposition|transfer-encoding)[ \t]*:"
+    rb"[^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*"
+)
+
+
+def _has_oversized_mime_header(raw: bytes) -> bool:
+    """Whether any part has a Content-* header too long for `policy.default` to parse in time."""
+    lower = raw.lower()
+    pos = lower.find(b"content-")
+    while pos != -1:
+        if pos == 0 or lower[pos - 1] in (10, 13):
+            match = _MIME_HEADER.match(lower, pos)
+            if match and match.end() - pos > MIME_HEADER_LIMIT:
+                return True
+        pos = lower.find(b"content-", pos + 8)
+    return False
+
+
+def _parse(raw: bytes, head: _Head, headers_only: bool, problems: _Problems) -> Message | None:
+    """The message parsed by policy.default, else by compat32, else None."""
+    policies = [("policy.default", email_policy.default), ("compat32", email_policy.compat32)]
+    if _has_oversized_mime_header(raw[: head.body_start] if headers_only else raw):
+        problems.add("oversized Content-* header: parsed with compat32")
+        policies = policies[1:]
+    for label, policy in policies:
+        try:
+            return BytesParser(policy=policy).parsebytes(raw, headersonly=headers_only)
+        except Exception as exc:  # RecursionError on absurd nesting, among others
+            problems.add(f"{label} parser failed: {type(exc).__name__}")
+    return None
+
+
+def _part_header(part: Message, name: str) -> str | None:
+    lower = name.lower()
+    for field, value in part.raw_items():
+        if field.lower() == lower:
+            return str(value)
+    return None
+
+
+def _part_content_type(part: Message, problems: _Problems) -> str:
+    try:
+        return _clean(part.get_content_type(), CONTENT_TYPE_LIMIT).lower()
+    except Exception as exc:
+        problems.add(f"Content-Type: {type(exc).__name__}; read leniently")
+        return _raw_content_type(_part_header(part, "content-type"))
+
+
+def _part_disposition(part: Message, problems: _Problems) -> str | None:
+    try:
+        return part.get_content_disposition()
+    except Exception as exc:
+        problems.add(f"Content-Disposition: {type(exc).__name__}; read leniently")
+        value = _part_header(part, "content-disposition")
+        if value is None:
+            return None
+        return _token(_plain(value)) or None
+
+
+def _part_filename(part: Message, problems: _Problems) -> str | None:
+    filename: Any = None
+    try:
+        filename = part.get_filename()
+    except Exception as exc:
+        problems.add(f"attachment filename: {type(exc).__name__}; read with compat32")
+        try:
+            lenient = Message()  # compat32 parameter parsing of the raw header values
+            for name in ("content-disposition", "content-type"):
+                value = _part_header(part, name)
+                if value is not None:
+                    lenient[name] = _unfold(value)
+            filename = lenient.get_filename()
+        except Exception:
+            filename = None
+    if not filename:
+        return None
+    text = _clean(_decode_words(_desurrogate(str(filename))), SUMMARY_TEXT_LIMIT)
+    return text or None
+
+
+def _payload_size(part: Message, problems: _Problems) -> int:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception as exc:
+        problems.add(f"attachment payload: {type(exc).__name__}")
+        return 0
+    return len(payload) if isinstance(payload, bytes | bytearray) else 0
+
+
+def _message_size(part: Message) -> int:
+    try:
+        inner = part.get_payload(0)
+        return (
+            len(inner.as_bytes(policy=email_policy.compat32)) if isinstance(inner, Message) else 0
+        )
+    except Exception:
+        return 0
+
+
+def _check_charset(part: Message, content_type: str, problems: _Problems) -> None:
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        return
+    if charset and not _known_charset(_charset_name(charset)):
+        problems.add(f"unknown charset {charset[:40]!r} in a {content_type} part")
+
+
+def _attachments(msg: Message, problems: _Problems) -> list[Attachment]:
+    """Attachments anywhere in the MIME tree, walked without recursion and to a bounded depth.
+
+    A part is an attachment when it is disposed as one, has a file name, or is neither text
+    nor a container; an attached message (message/rfc822) is one, and is walked into too.
+    """
+    found: list[Attachment] = []
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    visited = 0
+    while stack:
+        part, depth = stack.pop()
+        visited += 1
+        if visited > MAX_MIME_PARTS:
+            problems.add(f"more than {MAX_MIME_PARTS} MIME parts: rest not read")
+            break
+        for defect in getattr(part, "defects", ()):
+            problems.add(f"MIME: {type(defect).__name__}")
+        content_type = _part_content_type(part, problems)
+        maintype = content_type.split("/", 1)[0]
+        try:
+            children = part.get_payload() if part.is_multipart() else None
+        except Exception:
+            children = None
+        container = maintype == "multipart" or content_type in ("message/rfc822", "message/global")
+        if container and isinstance(children, list):
+            if depth and maintype == "message" and len(found) < LIST_LIMIT:
+                found.append(
+                    Attachment(
+                        filename=_part_filename(part, problems),
+                        content_type=content_type,
+                        size=_message_size(part),
+                    )
+                )
+            if depth >= MAX_MIME_DEPTH:
+                problems.add(f"MIME nesting deeper than {MAX_MIME_DEPTH} levels: not read")
+                continue
+            stack.extend(
+                (child, depth + 1) for child in reversed(children) if isinstance(child, Message)
+            )
+            continue
+        if maintype == "text":
+            _check_charset(part, content_type, problems)
+        filename = _part_filename(part, problems)
+        disposition = _part_disposition(part, problems)
+        is_attachment = (
+            disposition == "attachment"
+            or bool(filename)
+            or maintype not in ("text", "multipart", "message")
+        )
+        if is_attachment and len(found) < LIST_LIMIT:
+            found.append(
+                Attachment(
+                    filename=filename,
+                    content_type=content_type or "application/octet-stream",
+                    size=_payload_size(part, problems),
+                )
+            )
+    return found
+
+
+def analyse(
+    raw: bytes, *, own_addresses: Collection[str] = (), max_bytes: int | None = None
+) -> Analysis:
+    """A small summary of one raw email: addresses, subject, ids, attachments, automatic mail.
+
+    `own_addresses` are the mailbox's own addresses (mail from them is automatic: a loop
+    guard). `max_bytes` is the size limit above which the message is quarantined (its header
+    is still read; its body is not). Never raises; fallbacks and defects go to `problems`.
+    """
+    problems = _Problems()
+    try:
+        return _fit(_analyse(bytes(raw), own_addresses, max_bytes, problems))
+    except Exception as exc:  # not expected: every step has its own fallback
+        problems.add(f"analysis failed: {_describe(exc)}")
+        try:
+            size = len(raw)
+        except Exception:
+            size = 0
+        return Analysis(
+            size=size,
+            problems=problems.items,
+            quarantine_reason=f"analysis failed: {type(exc).__name__}",
+        )
+
+
+def _analyse(
+    raw: bytes, own_addresses: Collection[str], max_bytes: int | None, problems: _Problems
+) -> Analysis:
+    size = len(raw)
+    if not raw.strip():
+        return Analysis(size=size, quarantine_reason="empty message")
+    head = _parse_head(raw)
+    if not head.fields:
+        return Analysis(size=size, quarantine_reason="not an email message: no headers")
+    quarantine_reason: str | None = None
+    if max_bytes is not None and size > max_bytes:
+        quarantine_reason = f"too large: {size} bytes > limit {max_bytes}"
+
+    msg = _parse(raw, head, quarantine_reason is not None, problems)
+    fields = head.fields
+    if msg is not None:
+        try:
+            fields = [(str(name), str(value)) for name, value in msg.raw_items()]
+        except Exception as exc:
+            problems.add(f"header fields: {type(exc).__name__}; read from bytes")
+    headers = _Headers(fields, problems)
+
+    from_pairs = headers.addresses("From")
+    sender = _address(from_pairs[0]) if from_pairs else None
+    to_pairs = headers.addresses("To")
+    cc_pairs = headers.addresses("Cc")
+
+    if msg is not None:
+        content_type = _part_content_type(msg, problems)
+    else:
+        content_types = headers.values("content-type")
+        content_type = _raw_content_type(content_types[0] if content_types else None)
+
+    attachments: list[Attachment] = []
+    if msg is not None and quarantine_reason is None:
+        attachments = _attachments(msg, problems)
+
+    reasons = automatic_reasons(fields, sender.addr if sender else "", own_addresses=own_addresses)
+    return Analysis(
+        sender=sender,
+        reply_to=_addresses(headers.addresses("Reply-To")),
+        to=_addresses(to_pairs),
+        cc=_addresses(cc_pairs),
+        recipients_total=len(to_pairs) + len(cc_pairs),
+        subject=_clean(headers.text("Subject") or "", SUMMARY_TEXT_LIMIT),
+        date=_date(headers),
+        message_id=_first_msg_id(headers.values("message-id")),
+        in_reply_to=_first_msg_id(headers.values("in-reply-to")),
+        references=_references(headers.values("references")),
+        size=size,
+        content_type=content_type,
+        attachments=attachments,
+        automatic=bool(reasons),
+        automatic_reasons=reasons,
+        problems=problems.items,
+        quarantine_reason=quarantine_reason,
+    )
+
+
+_TRIMMED = "summary trimmed to fit the size limit"
+_TRIMMABLE = ("references", "attachments", "cc", "to", "reply_to", "problems", "automatic_reasons")
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8"))
+
+
+def _fit(analysis: Analysis) -> Analysis:
+    """Halve the longest lists until the serialised analysis fits in JSON_BUDGET bytes."""
+    for _ in range(100):
+        if len(analysis.model_dump_json(by_alias=True).encode("utf-8")) <= JSON_BUDGET:
+            return analysis
+        candidates = [name for name in _TRIMMABLE if len(getattr(analysis, name)) > 1]
+        if not candidates:
+            break
+        dumped = analysis.model_dump(mode="json", include=set(candidates))
+        field = max(candidates, key=lambda name: _json_size(dumped[name]))
+        items: list[Any] = list(getattr(analysis, field))
+        if field == "references":
+            kept = [items[0], *items[len(items) - len(items) // 2 + 1 :]]
+        else:
+            kept = items[: len(items) // 2]
+        update: dict[str, Any] = {field: kept}
+        if field != "problems" and _TRIMMED not in analysis.problems:
+            update["problems"] = [*analysis.problems[: PROBLEM_LIMIT - 1], _TRIMMED]
+        analysis = analysis.model_copy(update=update)
+    return analysis

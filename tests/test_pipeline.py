@@ -1,0 +1,247 @@
+"""End to end on real servers: email in by SMTP → contact → automatic reply → assign → delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+from email.message import Message
+from email.policy import default as default_policy
+
+import pytest
+from imap_tools import MailBoxUnencrypted
+from temporalio.client import Client, WorkflowHandle
+
+from ace_email import ids, mime
+from ace_email.models import ContactState, ContactStatus
+from starter import assign, contact_state, list_contacts, sync
+from tests.conftest import Pipeline
+from tests.support import AGENT_EMAIL, CUSTOMER, PASSWORD, eventually, make_message
+from workflows.contact import ContactWorkflow
+
+pytestmark = pytest.mark.e2e
+
+
+def contact_id_of(pipeline: Pipeline, raw: bytes) -> str:
+    return ids.contact_workflow_id(pipeline.account, mime.message_key(raw))
+
+
+async def wait_status(client: Client, contact_id: str, *statuses: ContactStatus, timeout: float = 30) -> ContactState:
+    async def check() -> ContactState | None:
+        try:
+            state = await contact_state(client, contact_id)
+        except Exception as exc:  # not started yet
+            raise AssertionError(str(exc)) from exc
+        assert state.status in statuses, f"{contact_id} is {state.status}"
+        return state
+
+    return await eventually(check, timeout=timeout)
+
+
+async def account_contacts(pipeline: Pipeline) -> list[dict[str, object]]:
+    rows = await list_contacts(pipeline.client, None, 1000)
+    return [r for r in rows if r["account"] == pipeline.account]
+
+
+def body_and_attachments(message: Message) -> tuple[bytes, list[tuple[str | None, bytes]]]:
+    body = message.get_body(preferencelist=("plain",))  # type: ignore[attr-defined]
+    text = body.get_payload(decode=True) if body is not None else b""
+    attachments = [
+        (part.get_filename(), part.get_payload(decode=True))
+        for part in message.iter_attachments()  # type: ignore[attr-defined]
+    ]
+    return text, attachments
+
+
+async def test_email_becomes_contact_is_acknowledged_assigned_and_delivered(pipeline: Pipeline) -> None:
+    mail = pipeline.mail
+    await sync(pipeline.client, pipeline.settings)
+    attachment = ("invoice.pdf", os.urandom(50_000))
+    raw = make_message("Broken kettle", "It leaks.\nPlease help.", attachment=attachment)
+    await mail.send(raw)
+    contact_id = contact_id_of(pipeline, raw)
+
+    state = await wait_status(pipeline.client, contact_id, ContactStatus.QUEUED)
+    assert state.sender.endswith(f"<{CUSTOMER}>")
+    assert state.subject == "Broken kettle"
+
+    async def one_reply() -> list[Message]:
+        replies = await mail.messages(CUSTOMER)
+        assert len(replies) == 1, replies
+        return replies
+
+    (reply,) = await eventually(one_reply)
+    original = email.message_from_bytes(raw, policy=default_policy)
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply["In-Reply-To"] == original["Message-ID"]
+    assert original["Message-ID"] in reply["References"]
+    assert "Broken kettle" in reply["Subject"] and f"[#{state.reference}]" in reply["Subject"]
+    assert reply["From"] == mail.support
+    sent = await mail.messages(mail.support, "Sent")
+    assert [m["Message-ID"] for m in sent] == [reply["Message-ID"]]
+
+    outcome = await assign(pipeline.client, pipeline.settings, contact_id, "alice")
+    assert "delivered" in outcome
+    state = await wait_status(pipeline.client, contact_id, ContactStatus.DELIVERED)
+    assert state.agent == "alice"
+
+    (delivered,) = await mail.messages(AGENT_EMAIL)
+    assert delivered["Resent-To"] == AGENT_EMAIL
+    assert delivered["X-Ace-Contact"] == contact_id
+    assert delivered["Message-ID"] == original["Message-ID"]
+    assert body_and_attachments(delivered) == body_and_attachments(original)
+    assert await mail.messages(mail.support) == []
+    assert await mail.messages(mail.support, "Processing") == []
+    assert len(await mail.messages(mail.support, "Archive")) == 1
+
+    rows = await eventually(lambda: _rows_with_status(pipeline, "delivered"))
+    assert rows[0]["id"] == contact_id and rows[0]["agent"] == "alice"
+    assert rows[0]["from"] and rows[0]["subject"] == "Broken kettle"
+
+
+async def _rows_with_status(pipeline: Pipeline, status: str) -> list[dict[str, object]]:
+    return [r for r in await account_contacts(pipeline) if r["status"] == status]
+
+
+async def test_same_email_twice_is_one_contact_and_shared_message_id_is_two(pipeline: Pipeline) -> None:
+    mail = pipeline.mail
+    await sync(pipeline.client, pipeline.settings)
+    twice = make_message("Same twice")
+    shared_id = "<shared-id@example.org>"
+    first_sharing = make_message("First of two", "one", message_id=shared_id)
+    second_sharing = make_message("Second of two", "two", message_id=shared_id)
+    no_id = make_message("No id").replace(b"Message-ID:", b"X-No-Message-ID:")
+    for raw in (twice, twice, first_sharing, second_sharing, no_id):
+        await mail.send(raw)
+
+    for raw in (twice, first_sharing, second_sharing, no_id):
+        await wait_status(pipeline.client, contact_id_of(pipeline, raw), ContactStatus.QUEUED)
+    assert contact_id_of(pipeline, first_sharing) != contact_id_of(pipeline, second_sharing)
+
+    async def settled() -> bool:
+        assert await mail.messages(mail.support) == []
+        assert len(await mail.messages(mail.support, "Archive")) == 1  # the second copy, kept
+        return True
+
+    await eventually(settled)
+    await pipeline.client.get_workflow_handle(ids.mailbox_workflow_id(pipeline.account)).signal("poll_now")
+    rows = await eventually(lambda: _rows_with_status(pipeline, "queued"))
+    assert len(rows) == 4
+    state = await contact_state(pipeline.client, contact_id_of(pipeline, twice))
+    assert state.duplicates_settled == 1
+    assert len(await mail.messages(CUSTOMER)) == 4
+
+
+async def test_no_automatic_reply_to_automatic_mail_or_our_own_address(pipeline: Pipeline) -> None:
+    mail = pipeline.mail
+    await sync(pipeline.client, pipeline.settings)
+    bounce = make_message(
+        "Undelivered Mail Returned to Sender", sender="MAILER-DAEMON@example.org"
+    )
+    out_of_office = make_message("Out of office", headers={"Auto-Submitted": "auto-replied"})
+    list_mail = make_message("Weekly digest", headers={"List-Id": "<news.example.org>", "Precedence": "list"})
+    own = make_message("From ourselves", sender=mail.support)
+    for raw in (bounce, out_of_office, list_mail, own):
+        await mail.send(raw)
+    reasons = []
+    for raw in (bounce, out_of_office, list_mail, own):
+        state = await wait_status(pipeline.client, contact_id_of(pipeline, raw), ContactStatus.QUEUED)
+        await eventually(lambda: _auto_reply_decided(pipeline.client, state.id))
+        reasons.append((await contact_state(pipeline.client, state.id)).auto_reply)
+    assert all(r.startswith("not sent") for r in reasons), reasons
+    assert "own addresses" in reasons[3] or "automatic" in reasons[3]
+    assert await mail.messages(CUSTOMER) == []
+    assert await mail.messages(mail.support, "Sent") == []
+
+
+async def _auto_reply_decided(client: Client, contact_id: str) -> bool:
+    return bool((await contact_state(client, contact_id)).auto_reply)
+
+
+async def test_large_email_flows_through_with_small_history(pipeline: Pipeline) -> None:
+    mail = pipeline.mail
+    await sync(pipeline.client, pipeline.settings)
+    big = ("big.bin", os.urandom(10 * 1024 * 1024))
+    raw = make_message("Ten megabytes", attachment=big)
+    await mail.send(raw)
+    contact_id = contact_id_of(pipeline, raw)
+    await wait_status(pipeline.client, contact_id, ContactStatus.QUEUED, timeout=60)
+    await assign(pipeline.client, pipeline.settings, contact_id, "alice")
+    await wait_status(pipeline.client, contact_id, ContactStatus.DELIVERED, timeout=60)
+    (delivered,) = await mail.messages(AGENT_EMAIL)
+    original = email.message_from_bytes(raw, policy=default_policy)
+    assert body_and_attachments(delivered) == body_and_attachments(original)
+
+    handle: WorkflowHandle[ContactWorkflow, ContactState] = pipeline.client.get_workflow_handle_for(
+        ContactWorkflow.run, contact_id
+    )
+    history = await handle.fetch_history()
+    size = len(json.dumps(history.to_json_dict()))
+    print(f"history of a contact for a {len(raw):,} byte email: {size:,} bytes")
+    assert size < 64 * 1024
+
+
+async def test_message_flagged_deleted_by_someone_else_stays(pipeline: Pipeline) -> None:
+    mail = pipeline.mail
+    doomed = make_message("Someone deleted me")
+    mail.server.deliver(mail.support, doomed)
+    await _flag_deleted(pipeline, "Someone deleted me")
+    await sync(pipeline.client, pipeline.settings)
+    others = [make_message(f"Around the deleted one {i}") for i in range(3)]
+    for raw in others:
+        await mail.send(raw)
+    for raw in others:
+        await wait_status(pipeline.client, contact_id_of(pipeline, raw), ContactStatus.QUEUED)
+    assert await _inbox_subjects(pipeline) == [("Someone deleted me", True)]
+    await assign(pipeline.client, pipeline.settings, contact_id_of(pipeline, others[0]), "alice")
+    await wait_status(pipeline.client, contact_id_of(pipeline, others[0]), ContactStatus.DELIVERED)
+    assert await _inbox_subjects(pipeline) == [("Someone deleted me", True)]
+
+
+async def _inbox_subjects(pipeline: Pipeline) -> list[tuple[str, bool]]:
+    """Every message in the inbox, \\Deleted ones included: (subject, flagged deleted)."""
+    rows = await asyncio.to_thread(pipeline.mail.raw_folder, pipeline.mail.support)
+    return [
+        (str(email.message_from_bytes(raw, policy=default_policy)["Subject"]), "\\Deleted" in flags)
+        for _, raw, flags in rows
+    ]
+
+
+async def _flag_deleted(pipeline: Pipeline, subject: str) -> None:
+    def flag() -> None:
+        mail = pipeline.mail
+        with MailBoxUnencrypted("127.0.0.1", mail.imap_port).login(mail.support, PASSWORD) as box:
+            status, found = box.client.uid("SEARCH", f'SUBJECT "{subject}"')
+            assert status == "OK" and found[0], found
+            status, _ = box.client.uid("STORE", found[0].decode(), "+FLAGS", "(\\Deleted)")
+            assert status == "OK"
+
+    await asyncio.to_thread(flag)
+
+
+async def test_assign_refuses_unknown_agent_and_contact_not_waiting(pipeline: Pipeline) -> None:
+    from starter import Refused
+
+    mail = pipeline.mail
+    await sync(pipeline.client, pipeline.settings)
+    raw = make_message("Assign me twice")
+    await mail.send(raw)
+    contact_id = contact_id_of(pipeline, raw)
+    await wait_status(pipeline.client, contact_id, ContactStatus.QUEUED)
+    with pytest.raises(Refused, match="unknown agent 'mallory'"):
+        await assign(pipeline.client, pipeline.settings, contact_id, "mallory")
+    with pytest.raises(Refused, match="no contact"):
+        await assign(pipeline.client, pipeline.settings, "contact-nope-0000", "alice")
+    result = await assign(pipeline.client, pipeline.settings, contact_id, "bob")
+    assert "assigned" in result and "built-in" in result
+    with pytest.raises(Refused, match="only a queued contact can be assigned"):
+        await assign(pipeline.client, pipeline.settings, contact_id, "alice")
+    assert await mail.messages(AGENT_EMAIL) == []
+
+
+async def test_sync_twice_changes_nothing(pipeline: Pipeline) -> None:
+    first = await sync(pipeline.client, pipeline.settings)
+    second = await sync(pipeline.client, pipeline.settings)
+    assert any("started" in line for line in first)
+    assert second == [f"{pipeline.account}: unchanged"]

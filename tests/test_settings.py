@@ -1,0 +1,93 @@
+"""Configuration: the documented keys load; a bad file fails with file, key and fault."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ace_email.settings import ConfigError, load_settings
+from starter import main as starter_main
+from worker import main as worker_main
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "ace-email.example.toml"
+
+
+def test_example_config_loads_every_documented_key() -> None:
+    settings = load_settings(EXAMPLE)
+    account = settings.accounts[0]
+    assert settings.temporal.task_queue == "ace-email"
+    assert account.name == "support" and account.queue == "support" and account.auto_reply
+    assert account.imap.security.value == "ssl" and account.imap.folder == "INBOX"
+    assert account.smtp.port == 587
+    assert [a.id for a in settings.agents] == ["alice", "bob"]
+    assert settings.agents[1].email is None
+
+
+def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACE_EMAIL_TEMPORAL__ADDRESS", "temporal.internal:7233")
+    assert load_settings(EXAMPLE).temporal.address == "temporal.internal:7233"
+
+
+def test_config_path_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACE_EMAIL_CONFIG", str(EXAMPLE))
+    assert load_settings().accounts[0].name == "support"
+
+
+def _bad(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    return str(raised.value)
+
+
+def test_invalid_values_name_file_key_and_fault(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace("port = 993", 'port = "imap"').replace(
+        'email = "alice@example.com"', 'email = "alice"'
+    )
+    message = _bad(tmp_path, text)
+    assert str(tmp_path / "bad.toml") in message
+    assert "accounts[0].imap.port: Input should be a valid integer" in message
+    assert "agents[0].email" in message and "not an email address" in message
+
+
+def test_missing_password_and_unknown_key_and_duplicates(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace('password_env = "ACE_SUPPORT_IMAP_PASSWORD"', 'colour = "blue"')
+    message = _bad(tmp_path, text)
+    assert "accounts[0].imap.colour: Extra inputs are not permitted" in message
+    no_password = EXAMPLE.read_text().replace('password_env = "ACE_SUPPORT_IMAP_PASSWORD"', "")
+    assert "one of password, password_env, password_file is required" in _bad(tmp_path, no_password)
+    doubled = EXAMPLE.read_text() + '\n[[agents]]\nid = "alice"\n'
+    assert "id 'alice' appears twice" in _bad(tmp_path, doubled)
+
+
+def test_secrets_are_never_echoed(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace(
+        'password_env = "ACE_SUPPORT_IMAP_PASSWORD"', 'password = "hunter2-secret"\npassword_env = "X"'
+    )
+    message = _bad(tmp_path, text)
+    assert "give only one of" in message and "hunter2-secret" not in message
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    assert "not valid TOML" in _bad(tmp_path, "[[accounts]\nname=")
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_scripts_exit_non_zero_with_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXAMPLE.read_text().replace("port = 993", "port = 0"))
+    assert worker_main(["--config", str(bad)]) == 2
+    assert asyncio.run(starter_main(["--config", str(bad), "list"])) == 2
+    err = capsys.readouterr().err
+    assert "accounts[0].imap.port: Input should be greater than or equal to 1" in err
+
+
+def test_unreachable_temporal_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(EXAMPLE.read_text().replace('address = "127.0.0.1:7233"', 'address = "127.0.0.1:1"'))
+    assert asyncio.run(starter_main(["--config", str(config), "list"])) == 2
+    assert "cannot reach Temporal at 127.0.0.1:1" in capsys.readouterr().err

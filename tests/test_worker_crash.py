@@ -1,0 +1,137 @@
+"""SIGKILL the worker while contacts move through their steps: still one contact, one automatic
+reply and one delivery per email."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ace_email import ids, mime
+from ace_email.models import ContactStatus
+from ace_email.settings import Settings
+from starter import assign, contact_state, sync
+from tests.conftest import Pipeline
+from tests.support import AGENT_EMAIL, CUSTOMER, MailStack, PASSWORD, eventually, make_message, write_config
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+EMAILS = 6
+
+
+class WorkerProcess:
+    """`worker.py` as operators run it, in its own process, to be killed without mercy."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self._config = config
+        self._log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.kills = 0
+
+    def start(self) -> None:
+        env = {**os.environ, "ACE_TEST_IMAP_PASSWORD": PASSWORD}
+        with self._log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "worker.py", "--config", str(self._config)],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.kills += 1
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture
+def crash_settings(settings: Settings) -> Settings:
+    account = settings.accounts[0]
+    imap = account.imap.model_copy(update={"timeout_seconds": 2.0})
+    smtp = account.smtp.model_copy(update={"timeout_seconds": 2.0})
+    return settings.model_copy(update={"accounts": [account.model_copy(update={"imap": imap, "smtp": smtp})]})
+
+
+async def test_worker_killed_between_steps_loses_and_doubles_nothing(
+    crash_settings: Settings, client: object, mail: MailStack, tmp_path: Path
+) -> None:
+    from temporalio.client import Client
+
+    assert isinstance(client, Client)
+    settings = crash_settings
+    config = write_config(tmp_path / "ace-email.toml", settings, password_env="ACE_TEST_IMAP_PASSWORD")
+    worker = WorkerProcess(config, tmp_path / "worker.log")
+    rng = random.Random(20261127)
+    pipeline = Pipeline(settings=settings, client=client, mail=mail)
+    worker.start()
+    try:
+        await sync(client, settings)
+        emails = [make_message(f"Crash test {i}", f"body {i}") for i in range(EMAILS)]
+        contact_ids = [ids.contact_workflow_id(pipeline.account, mime.message_key(raw)) for raw in emails]
+        for raw in emails:
+            await mail.send(raw)
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
+        for _ in range(3):
+            await asyncio.sleep(rng.uniform(0.2, 1.2))
+            worker.kill()
+            worker.start()
+
+        async def all_queued() -> bool:
+            for contact_id in contact_ids:
+                state = await contact_state(client, contact_id)
+                assert state.status is ContactStatus.QUEUED, state.status
+                assert state.auto_reply, "automatic reply not settled yet"
+            return True
+
+        await eventually(all_queued, timeout=120, interval=0.5)
+
+        assignments = [
+            asyncio.create_task(assign(client, settings, contact_id, "alice")) for contact_id in contact_ids
+        ]
+        await asyncio.sleep(rng.uniform(0.05, 0.3))
+        worker.kill()
+        worker.start()
+        await asyncio.gather(*assignments)
+
+        async def all_delivered() -> bool:
+            for contact_id in contact_ids:
+                state = await contact_state(client, contact_id)
+                assert state.status is ContactStatus.DELIVERED, state.status
+            return True
+
+        await eventually(all_delivered, timeout=120, interval=0.5)
+
+        replies = await mail.messages(CUSTOMER)
+        delivered = await mail.messages(AGENT_EMAIL)
+        archived = await mail.messages(mail.support, "Archive")
+        print(
+            f"kills={worker.kills} contacts={len(contact_ids)} replies={len(replies)} "
+            f"deliveries={len(delivered)} archived={len(archived)}"
+        )
+        assert Counter(r["In-Reply-To"] for r in replies) == Counter(
+            mime.headline(raw)[2] for raw in emails
+        )
+        assert sorted(str(m["X-Ace-Contact"]) for m in delivered) == sorted(contact_ids)
+        assert len(archived) == EMAILS
+        assert await mail.messages(mail.support) == []
+        assert await mail.messages(mail.support, "Processing") == []
+    finally:
+        worker.stop()
