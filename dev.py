@@ -21,7 +21,7 @@ STAMP = VENV / ".ace-email-installed"
 
 
 def ensure_environment() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file may run under an older python3
         sys.exit(f"ace-email needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
@@ -31,7 +31,16 @@ def ensure_environment() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing ace-email and its dependencies into .venv ...", flush=True)
     subprocess.run(
-        [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f"{ROOT}[test]"],
+        [
+            str(PYTHON),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-e",
+            f"{ROOT}[test]",
+        ],
         check=True,
     )
     STAMP.write_text(wanted)
@@ -53,7 +62,11 @@ def main(argv: list[str]) -> int:
         [str(PYTHON), "-m", "pytest", *argv[1:]],
     ]
     for check in checks:
-        print("+", " ".join(Path(check[0]).name if i == 0 else a for i, a in enumerate(check)), flush=True)
+        print(
+            "+",
+            " ".join(Path(check[0]).name if i == 0 else a for i, a in enumerate(check)),
+            flush=True,
+        )
         code = subprocess.call(check)
         if code != 0:
             return code

@@ -75,7 +75,9 @@ def start_temporal(data_dir: Path) -> subprocess.Popen[bytes]:
     for key in sa.ALL:
         command += ["--search-attribute", f"{key.name}=Keyword"]
     log_file = (data_dir / "temporal.log").open("ab")
-    return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def port_open(port: int) -> bool:
@@ -103,7 +105,8 @@ def write_config(data_dir: Path, passwords: dict[str, Path]) -> Path:
     if path.exists():
         return path
     agents = "\n".join(
-        f'\n[[agents]]\nid = "{agent_id}"\nname = "{name}"' + (f'\nemail = "{email}"' if email else "")
+        f'\n[[agents]]\nid = "{agent_id}"\nname = "{name}"'
+        + (f'\nemail = "{email}"' if email else "")
         for agent_id, (name, email) in AGENTS.items()
     )
     path.write_text(
@@ -205,7 +208,8 @@ def _print_welcome(config_path: Path) -> None:
         f"""
 ace-email is running.
   Temporal Web UI   http://127.0.0.1:{UI_PORT}   (contacts: search  WorkflowType="ContactWorkflow")
-  mail server       IMAP 127.0.0.1:{IMAP_PORT}, SMTP 127.0.0.1:{SMTP_PORT}  (passwords in {config_path.parent}/secrets)
+  mail server       IMAP 127.0.0.1:{IMAP_PORT}, SMTP 127.0.0.1:{SMTP_PORT}
+                    (its passwords are in {config_path.parent}/secrets)
   configuration     {config_path}
 
 Send mail to {SUPPORT} through SMTP 127.0.0.1:{SMTP_PORT}; then, in another terminal:
@@ -225,7 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(".data"))
     parser.add_argument("--no-samples", action="store_true", help="do not seed sample emails")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     asyncio.run(run(args.data_dir.resolve(), not args.no_samples))
 

@@ -27,7 +27,9 @@ def sample_messages(support: str, customer: str) -> list[bytes]:
         "My kettle leaks",
         "Hello,\n\nthe kettle I bought last week leaks from the bottom. Photo attached.\n\nCarla\n",
     )
-    question.add_attachment(b"\x89PNG\r\n\x1a\n" + bytes(2048), maintype="image", subtype="png", filename="kettle.png")
+    question.add_attachment(
+        b"\x89PNG\r\n\x1a\n" + bytes(2048), maintype="image", subtype="png", filename="kettle.png"
+    )
     swedish = _message(
         f"Åsa Öberg <{customer}>",
         support,

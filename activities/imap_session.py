@@ -8,6 +8,7 @@ UID SEARCH, UID FETCH, APPEND) are issued on its imaplib client directly.
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 import ipaddress
 import logging
@@ -16,8 +17,8 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 
 from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 _FETCH_UID = re.compile(rb"UID (\d+)")
 _FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _FETCH_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
+SESSION_WAIT_SECONDS = 600.0
 _COPYUID = re.compile(rb"COPYUID (\d+) ([\d:,]+) ([\d:,]+)")
 
 
@@ -116,10 +118,14 @@ class ImapSession:
             log.debug("%s: CREATE %s answered %s (assumed to exist)", self.account, folder, status)
         self.known_folders.add(folder)
 
-    def select(self, folder: str, *, readonly: bool = False) -> int:
-        """Select a folder; returns its UIDVALIDITY."""
+    def select(self, folder: str, *, readonly: bool = False, refresh: bool = False) -> int:
+        """Select a folder unless it already is; returns its UIDVALIDITY.
+
+        `refresh` asks an already selected folder for news (NOOP), as a poll must.
+        """
         if self.selected == (folder, readonly):
-            self._ok("NOOP", self.client.noop())
+            if refresh:
+                self._ok("NOOP", self.client.noop())
             return self.uidvalidity
         if self.selected is not None and self.selected[0] != folder:
             self.ensure_folder(folder)
@@ -171,8 +177,8 @@ class ImapSession:
     def exists(self, uid: int) -> bool:
         return uid in self.search(f"UID {uid}")
 
-    def move(self, uid: int, folder: str) -> int | None:
-        """UID MOVE one message; returns its UID in the target folder where the server says.
+    def move(self, uid: int, folder: str) -> tuple[int, int] | None:
+        """UID MOVE one message; returns (UIDVALIDITY, UID) in the target, where the server says.
 
         Never falls back to a plain EXPUNGE: that would also remove messages that somebody
         else flagged \\Deleted in the same folder.
@@ -208,7 +214,8 @@ def _uid_set(uids: list[int]) -> str:
     return ",".join(str(u) for u in uids)
 
 
-def _new_uid(client: imaplib.IMAP4, data: Sequence[object], old_uid: int) -> int | None:
+def _new_uid(client: imaplib.IMAP4, data: Sequence[object], old_uid: int) -> tuple[int, int] | None:
+    """The target's (UIDVALIDITY, UID) from a COPYUID response code (RFC 4315)."""
     candidates: list[object] = [*data, *client.untagged_responses.pop("COPYUID", [])]
     _, ok_responses = client.response("OK")
     candidates.extend(ok_responses or [])
@@ -217,7 +224,7 @@ def _new_uid(client: imaplib.IMAP4, data: Sequence[object], old_uid: int) -> int
             continue
         match = _COPYUID.search(item)
         if match and match.group(2) == str(old_uid).encode():
-            return int(match.group(3))
+            return int(match.group(1)), int(match.group(3))
     return None
 
 
@@ -249,8 +256,8 @@ class ImapPool:
     def session(self, account_name: str) -> Iterator[ImapSession]:
         account = self._account(account_name)
         idle, slots = self._queues(account)
-        if not slots.acquire(timeout=account.imap.timeout_seconds * 4):
-            raise ImapError(f"{account_name}: no IMAP session free in this worker")
+        if not slots.acquire(timeout=SESSION_WAIT_SECONDS):
+            raise ImapError(f"{account_name}: no IMAP session came free in this worker")
         try:
             try:
                 session = idle.get_nowait()
@@ -282,9 +289,31 @@ class ImapPool:
             session = connect(account)
             imap = account.imap
             session.ensure_folders(
-                [imap.processing_folder, imap.archive_folder, imap.quarantine_folder, imap.sent_folder]
+                [
+                    imap.processing_folder,
+                    imap.archive_folder,
+                    imap.quarantine_folder,
+                    imap.sent_folder,
+                ]
             )
             return session
+
+    @asynccontextmanager
+    async def lease(self, account_name: str) -> AsyncIterator[ImapSession]:
+        """A session for async activities: taken and given back on a thread.
+
+        Holding one session through a whole send keeps the record of it (a move or an
+        append) one command after the SMTP server's answer.
+        """
+        manager = self.session(account_name)
+        session = await asyncio.to_thread(manager.__enter__)
+        try:
+            yield session
+        except BaseException as exc:
+            if not manager.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            manager.__exit__(None, None, None)
 
     def close_all(self) -> None:
         with self._lock:

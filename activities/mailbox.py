@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from ace_email import mime
 from ace_email.models import (
+    AccountPolicy,
     Analysis,
     ClaimRequest,
     ClaimResult,
@@ -81,7 +82,7 @@ class MailboxActivities:
         ref = request.duplicate
         try:
             with self._pool.session(ref.account) as session:
-                if session.select(ref.folder) != ref.uidvalidity or not session.exists(ref.uid):
+                if session.select(ref.folder) != ref.uidvalidity:
                     return False
                 fetched = session.fetch_one(ref.uid)
                 if fetched is None or mime.message_key(fetched.raw) != ref.key:
@@ -93,7 +94,7 @@ class MailboxActivities:
 
 
 def _poll(session: ImapSession, request: PollRequest) -> PollResult:
-    uidvalidity = session.select(request.folder, readonly=True)
+    uidvalidity = session.select(request.folder, readonly=True, refresh=True)
     cursor = request.cursor
     if cursor.uidvalidity != uidvalidity:
         if cursor.uidvalidity:
@@ -145,14 +146,19 @@ def _headline(account: str, folder: str, uidvalidity: int, fetched: Fetched) -> 
     return MessageHeadline(ref=ref, sender=sender, subject=subject)
 
 
-def locate(session: ImapSession, ref: MessageRef, folders: list[str]) -> MessageRef | None:
-    """Find the message a reference names: by UID where it is still valid, else by content.
+def locate(
+    session: ImapSession, ref: MessageRef, folders: list[str]
+) -> tuple[MessageRef, bytes] | None:
+    """Find the message a reference names, with its bytes: by UID while that is still valid,
+    else by content.
 
     The content search narrows candidates by exact size (a message keeps its size when it
     is moved within a server) and Message-ID, then compares content keys.
     """
-    if session.select(ref.folder) == ref.uidvalidity and session.exists(ref.uid):
-        return ref
+    if session.select(ref.folder) == ref.uidvalidity:
+        fetched = session.fetch_one(ref.uid)
+        if fetched is not None:
+            return ref, fetched.raw
     for folder in dict.fromkeys(folders):
         validity = session.select(folder)
         criteria = f"LARGER {max(ref.size - 1, 0)} SMALLER {ref.size + 1}" if ref.size else "ALL"
@@ -162,10 +168,21 @@ def locate(session: ImapSession, ref: MessageRef, folders: list[str]) -> Message
         for uid in session.search(criteria):
             fetched = session.fetch_one(uid)
             if fetched is not None and mime.message_key(fetched.raw) == ref.key:
-                return ref.model_copy(
+                found = ref.model_copy(
                     update={"folder": folder, "uidvalidity": validity, "uid": uid}
                 )
+                return found, fetched.raw
     return None
+
+
+def move(session: ImapSession, ref: MessageRef, folder: str) -> MessageRef:
+    """Move a located message (its folder selected) and return its new reference."""
+    target = session.move(ref.uid, folder)
+    moved = ref.model_copy(update={"folder": folder, "uidvalidity": 0, "uid": 0})
+    if target is not None:
+        return moved.model_copy(update={"uidvalidity": target[0], "uid": target[1]})
+    found = locate(session, moved, [folder])
+    return found[0] if found else moved
 
 
 def _claim(session: ImapSession, request: ClaimRequest) -> ClaimResult:
@@ -173,37 +190,20 @@ def _claim(session: ImapSession, request: ClaimRequest) -> ClaimResult:
     found = locate(session, ref, [ref.folder, policy.processing_folder, policy.quarantine_folder])
     if found is None:
         return ClaimResult(ref=None)
-    session.select(found.folder)
-    analysis = _analyse(session, found, request)
-    if found.folder != policy.inbox_folder:
-        return ClaimResult(ref=found, analysis=analysis)
+    where, raw = found
+    analysis = _analyse(raw, where, policy)
+    if where.folder != policy.inbox_folder:
+        return ClaimResult(ref=where, analysis=analysis)
+    session.select(where.folder)
     target = policy.quarantine_folder if analysis.quarantine_reason else policy.processing_folder
-    new_uid = session.move(found.uid, target)
-    validity = session.select(target)
-    claimed = found.model_copy(
-        update={"folder": target, "uidvalidity": validity, "uid": new_uid or 0}
-    )
-    if new_uid is None:
-        claimed = locate(session, claimed, [target]) or claimed
-    return ClaimResult(ref=claimed, analysis=analysis)
+    return ClaimResult(ref=move(session, where, target), analysis=analysis)
 
 
-def _analyse(session: ImapSession, ref: MessageRef, request: ClaimRequest) -> Analysis:
-    policy = request.policy
-    limit = policy.max_message_bytes
-    if ref.size > limit:
-        head = session.fetch_one(ref.uid, "(UID RFC822.SIZE BODY.PEEK[HEADER])")
-        analysis = mime.analyse(head.raw if head else b"", own_addresses=policy.own_addresses)
-        return analysis.model_copy(
-            update={
-                "size": ref.size,
-                "quarantine_reason": f"too large: {ref.size} bytes > limit {limit}",
-            }
-        )
-    fetched = session.fetch_one(ref.uid)
-    raw = fetched.raw if fetched else b""
+def _analyse(raw: bytes, ref: MessageRef, policy: AccountPolicy) -> Analysis:
     try:
-        return mime.analyse(raw, own_addresses=policy.own_addresses, max_bytes=limit)
+        return mime.analyse(
+            raw, own_addresses=policy.own_addresses, max_bytes=policy.max_message_bytes
+        )
     except Exception as exc:  # a parser bug must not wedge the contact: keep the mail safe
         log.exception("%s: analysis of uid %s failed", ref.account, ref.uid)
         return Analysis(size=len(raw), quarantine_reason=f"analysis failed: {type(exc).__name__}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 
 import aiosmtplib
@@ -25,8 +27,8 @@ from ace_email.models import (
     MessageRef,
 )
 from ace_email.settings import AccountSettings, ConfigError, Security, Settings
-from activities.imap_session import ImapError, ImapPool, is_loopback, quote_string
-from activities.mailbox import as_activity_error, locate
+from activities.imap_session import ImapError, ImapPool, ImapSession, is_loopback, quote_string
+from activities.mailbox import as_activity_error, locate, move
 
 
 class OutboundActivities:
@@ -38,31 +40,35 @@ class OutboundActivities:
 
     @activity.defn
     async def send_auto_reply(self, request: AutoReplyRequest) -> AutoReplyResult:
+        """Send the acknowledgement once: the Sent folder is the record, checked first."""
         policy = request.policy
         message_id = ids.auto_reply_message_id(policy.name, request.ref.key, policy.return_address)
+        raw = build_auto_reply(
+            from_address=policy.return_address,
+            to_address=request.to,
+            subject=request.subject,
+            reference=request.contact_ref,
+            message_id=message_id,
+            date=datetime.now(UTC),
+            in_reply_to=request.original_message_id,
+            references=request.original_references,
+        )
         try:
             account = self._settings.account(policy.name)
-            if await asyncio.to_thread(self._in_sent, policy.name, policy.sent_folder, message_id):
-                return AutoReplyResult(message_id=message_id, sent=False)
-            raw = build_auto_reply(
-                from_address=policy.return_address,
-                to_address=request.to,
-                subject=request.subject,
-                reference=request.contact_ref,
-                message_id=message_id,
-                date=datetime.now(UTC),
-                in_reply_to=request.original_message_id,
-                references=request.original_references,
-            )
-            await send(account, sender=policy.return_address, recipient=request.to, raw=raw)
-            await asyncio.to_thread(self._record_sent, policy.name, policy.sent_folder, raw)
+            async with smtp_connection(account) as smtp, self._pool.lease(policy.name) as session:
+                if await asyncio.to_thread(_in_folder, session, policy.sent_folder, message_id):
+                    return AutoReplyResult(message_id=message_id, sent=False)
+                await send(
+                    smtp, account, sender=policy.return_address, recipient=request.to, raw=raw
+                )
+                await asyncio.to_thread(session.append, policy.sent_folder, raw)
         except (ImapError, ConfigError, OSError, EOFError) as exc:
             raise as_activity_error(exc) from None
         return AutoReplyResult(message_id=message_id, sent=True)
 
     @activity.defn
     async def deliver_to_agent(self, request: DeliverRequest) -> DeliverResult:
-        """Resend the original to the agent's address, then archive it (the record).
+        """Resend the original to the agent's address, then archive it: the archive is the record.
 
         If the message is no longer in processing but in the archive, an earlier try got
         through and archived it: nothing is sent twice.
@@ -73,74 +79,60 @@ class OutboundActivities:
         )
         try:
             account = self._settings.account(policy.name)
-            located = await asyncio.to_thread(self._fetch_for_delivery, request)
-            if located is None:
-                return DeliverResult(resent_message_id=resent_id, already_delivered=True)
-            raw = build_resent(
-                located,
-                resent_from=policy.return_address,
-                resent_to=request.agent_email,
-                resent_message_id=resent_id,
-                contact_id=request.contact_id,
-                date=datetime.now(UTC),
-            )
-            await send(
-                account, sender=policy.return_address, recipient=request.agent_email, raw=raw
-            )
-            archived = await asyncio.to_thread(self._archive, request)
+            async with smtp_connection(account) as smtp, self._pool.lease(policy.name) as session:
+                found = await asyncio.to_thread(_find_for_delivery, session, request)
+                if found is None:
+                    return DeliverResult(resent_message_id=resent_id, already_delivered=True)
+                where, original = found
+                raw = build_resent(
+                    original,
+                    resent_from=policy.return_address,
+                    resent_to=request.agent_email,
+                    resent_message_id=resent_id,
+                    contact_id=request.contact_id,
+                    date=datetime.now(UTC),
+                )
+                await send(
+                    smtp,
+                    account,
+                    sender=policy.return_address,
+                    recipient=request.agent_email,
+                    raw=raw,
+                )
+                archived = await asyncio.to_thread(move, session, where, policy.archive_folder)
         except (ImapError, ConfigError, OSError, EOFError) as exc:
             raise as_activity_error(exc) from None
         return DeliverResult(resent_message_id=resent_id, archived=archived)
 
-    def _in_sent(self, account: str, folder: str, message_id: str) -> bool:
-        quoted = quote_string(message_id)
-        with self._pool.session(account) as session:
-            session.select(folder, readonly=True)
-            return bool(quoted and session.search(f"HEADER Message-ID {quoted}"))
 
-    def _record_sent(self, account: str, folder: str, raw: bytes) -> None:
-        with self._pool.session(account) as session:
-            session.append(folder, raw)
-
-    def _fetch_for_delivery(self, request: DeliverRequest) -> bytes | None:
-        policy = request.policy
-        with self._pool.session(policy.name) as session:
-            found = locate(session, request.ref, [request.ref.folder, policy.processing_folder])
-            if found is None:
-                if locate(session, request.ref, [policy.archive_folder]) is not None:
-                    return None
-                raise ApplicationError(
-                    f"{policy.name}: message {request.ref.uid} of contact {request.contact_id} "
-                    "is in neither the processing nor the archive folder",
-                    type="MessageMissing",
-                    non_retryable=True,
-                )
-            session.select(found.folder)
-            fetched = session.fetch_one(found.uid)
-            if fetched is None:
-                raise ImapError(f"{policy.name}: message {found.uid} vanished while fetching")
-            return fetched.raw
-
-    def _archive(self, request: DeliverRequest) -> MessageRef | None:
-        policy = request.policy
-        with self._pool.session(policy.name) as session:
-            found = locate(session, request.ref, [request.ref.folder, policy.processing_folder])
-            if found is None:
-                return None
-            session.select(found.folder)
-            new_uid = session.move(found.uid, policy.archive_folder)
-            validity = session.select(policy.archive_folder, readonly=True)
-            return found.model_copy(
-                update={
-                    "folder": policy.archive_folder,
-                    "uidvalidity": validity,
-                    "uid": new_uid or 0,
-                }
-            )
+def _in_folder(session: ImapSession, folder: str, message_id: str) -> bool:
+    quoted = quote_string(message_id)
+    session.select(folder)
+    return bool(quoted and session.search(f"HEADER Message-ID {quoted}"))
 
 
-async def send(account: AccountSettings, *, sender: str, recipient: str, raw: bytes) -> None:
-    """One message over SMTP; 5xx answers are permanent (non-retryable), the rest transient."""
+def _find_for_delivery(
+    session: ImapSession, request: DeliverRequest
+) -> tuple[MessageRef, bytes] | None:
+    """The message in processing with its bytes; None if it is already archived (delivered)."""
+    policy = request.policy
+    found = locate(session, request.ref, [request.ref.folder, policy.processing_folder])
+    if found is not None:
+        session.select(found[0].folder)
+        return found
+    if locate(session, request.ref, [policy.archive_folder]) is not None:
+        return None
+    raise ApplicationError(
+        f"{policy.name}: message {request.ref.uid} of contact {request.contact_id} "
+        "is in neither the processing nor the archive folder",
+        type="MessageMissing",
+        non_retryable=True,
+    )
+
+
+@asynccontextmanager
+async def smtp_connection(account: AccountSettings) -> AsyncIterator[aiosmtplib.SMTP]:
+    """A connected, logged-in SMTP client; connection faults become typed activity errors."""
     smtp = account.smtp
     if (
         smtp.security is Security.NONE
@@ -163,15 +155,31 @@ async def send(account: AccountSettings, *, sender: str, recipient: str, raw: by
         timeout=smtp.timeout_seconds,
     )
     try:
-        async with client:
-            if smtp.username:
-                await client.login(smtp.username, smtp.secret() or "")
-            options = (
-                ["BODY=8BITMIME"]
-                if not raw.isascii() and client.supports_extension("8bitmime")
-                else []
-            )
-            await client.sendmail(sender, [recipient], raw, mail_options=options)
+        await client.connect()
+        if smtp.username:
+            await client.login(smtp.username, smtp.secret() or "")
+    except aiosmtplib.SMTPResponseException as exc:
+        raise _smtp_error(account, exc.code, exc.message) from None
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise ApplicationError(
+            f"{account.name}: SMTP {smtp.host}:{smtp.port}: {exc}", type="SmtpUnavailable"
+        ) from None
+    try:
+        yield client
+    finally:
+        with suppress(Exception):
+            await client.quit()
+
+
+async def send(
+    client: aiosmtplib.SMTP, account: AccountSettings, *, sender: str, recipient: str, raw: bytes
+) -> None:
+    """One message; 5xx answers are permanent (non-retryable), everything else transient."""
+    options = (
+        ["BODY=8BITMIME"] if not raw.isascii() and client.supports_extension("8bitmime") else []
+    )
+    try:
+        await client.sendmail(sender, [recipient], raw, mail_options=options)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         raise _smtp_error(
             account, exc.recipients[0].code if exc.recipients else 550, str(exc)
@@ -180,7 +188,8 @@ async def send(account: AccountSettings, *, sender: str, recipient: str, raw: by
         raise _smtp_error(account, exc.code, exc.message) from None
     except aiosmtplib.SMTPException as exc:
         raise ApplicationError(
-            f"{account.name}: SMTP {smtp.host}:{smtp.port}: {exc}", type="SmtpUnavailable"
+            f"{account.name}: SMTP {account.smtp.host}:{account.smtp.port}: {exc}",
+            type="SmtpUnavailable",
         ) from None
 
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import aiosmtplib
 from imap_tools import MailBoxUnencrypted
+from temporalio.service import RPCError
 
 from ace_email.localmail import LocalMailServer
 from ace_email.settings import Settings
@@ -45,7 +46,7 @@ async def eventually(
             value = await check()
             if value:
                 return value
-        except AssertionError as exc:
+        except (AssertionError, RPCError) as exc:  # not yet, or the worker is restarting
             last_error = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {last_error or value!r}")
@@ -63,12 +64,18 @@ class MailStack:
 
     async def send(self, raw: bytes, *, to: str | None = None, sender: str = CUSTOMER) -> None:
         await aiosmtplib.send(
-            raw, sender=sender, recipients=[to or self.support], hostname="127.0.0.1", port=self.smtp_port
+            raw,
+            sender=sender,
+            recipients=[to or self.support],
+            hostname="127.0.0.1",
+            port=self.smtp_port,
         )
 
     def folder(self, user: str, folder: str = "INBOX") -> list[Message]:
         """Every message in a folder of a user's mailbox, parsed."""
-        with MailBoxUnencrypted("127.0.0.1", self.imap_port).login(user, PASSWORD, initial_folder=None) as box:
+        with MailBoxUnencrypted("127.0.0.1", self.imap_port).login(
+            user, PASSWORD, initial_folder=None
+        ) as box:
             names = {f.name for f in box.folder.list()}
             if folder not in names:
                 return []
@@ -81,16 +88,24 @@ class MailStack:
     async def messages(self, user: str, folder: str = "INBOX") -> list[Message]:
         return await asyncio.to_thread(self.folder, user, folder)
 
-    def raw_folder(self, user: str, folder: str = "INBOX") -> list[tuple[int, bytes, tuple[str, ...]]]:
-        with MailBoxUnencrypted("127.0.0.1", self.imap_port).login(user, PASSWORD, initial_folder=None) as box:
+    def raw_folder(
+        self, user: str, folder: str = "INBOX"
+    ) -> list[tuple[int, bytes, tuple[str, ...]]]:
+        with MailBoxUnencrypted("127.0.0.1", self.imap_port).login(
+            user, PASSWORD, initial_folder=None
+        ) as box:
             box.folder.set(folder)
-            status, data = box.client.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
+            _, data = box.client.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
             result = []
             for item in data:
                 if isinstance(item, tuple):
                     head = item[0].decode()
                     uid = int(head.split("UID ")[1].split()[0])
-                    flags = tuple(head.split("FLAGS (")[1].split(")")[0].split()) if "FLAGS (" in head else ()
+                    flags = (
+                        tuple(head.split("FLAGS (")[1].split(")")[0].split())
+                        if "FLAGS (" in head
+                        else ()
+                    )
                     result.append((uid, item[1], flags))
             return result
 
@@ -133,7 +148,11 @@ def account_settings(
 ) -> Settings:
     return Settings.model_validate(
         {
-            "temporal": {"address": temporal_address, "namespace": namespace, "task_queue": task_queue},
+            "temporal": {
+                "address": temporal_address,
+                "namespace": namespace,
+                "task_queue": task_queue,
+            },
             "accounts": [
                 {
                     "name": name,
@@ -189,7 +208,9 @@ def write_config(path: Path, settings: Settings, password_env: str | None = None
             f"port = {account.imap.port}",
             f'security = "{account.imap.security.value}"',
             f'username = "{account.imap.username}"',
-            f'password_env = "{password_env}"' if password_env else f'password = "{account.imap.secret()}"',
+            f'password_env = "{password_env}"'
+            if password_env
+            else f'password = "{account.imap.secret()}"',
             f"poll_interval_seconds = {account.imap.poll_interval_seconds}",
             f"timeout_seconds = {account.imap.timeout_seconds}",
             "",

@@ -52,7 +52,10 @@ def test_resent_keeps_the_original_bytes_under_resent_fields() -> None:
     assert resent.endswith(original)
     head = resent[: -len(original)].decode()
     assert head.startswith("Resent-Date: ")
-    assert "Resent-To: alice@example.com\r\n" in head and "X-Ace-Contact: contact-support-abc\r\n" in head
+    assert (
+        "Resent-To: alice@example.com\r\n" in head
+        and "X-Ace-Contact: contact-support-abc\r\n" in head
+    )
 
 
 POLICY = AccountPolicy(

@@ -27,7 +27,9 @@ def contact_id_of(pipeline: Pipeline, raw: bytes) -> str:
     return ids.contact_workflow_id(pipeline.account, mime.message_key(raw))
 
 
-async def wait_status(client: Client, contact_id: str, *statuses: ContactStatus, timeout: float = 30) -> ContactState:
+async def wait_status(
+    client: Client, contact_id: str, *statuses: ContactStatus, timeout: float = 30
+) -> ContactState:
     async def check() -> ContactState | None:
         try:
             state = await contact_state(client, contact_id)
@@ -54,7 +56,9 @@ def body_and_attachments(message: Message) -> tuple[bytes, list[tuple[str | None
     return text, attachments
 
 
-async def test_email_becomes_contact_is_acknowledged_assigned_and_delivered(pipeline: Pipeline) -> None:
+async def test_email_becomes_contact_is_acknowledged_assigned_and_delivered(
+    pipeline: Pipeline,
+) -> None:
     mail = pipeline.mail
     await sync(pipeline.client, pipeline.settings)
     attachment = ("invoice.pdf", os.urandom(50_000))
@@ -104,7 +108,9 @@ async def _rows_with_status(pipeline: Pipeline, status: str) -> list[dict[str, o
     return [r for r in await account_contacts(pipeline) if r["status"] == status]
 
 
-async def test_same_email_twice_is_one_contact_and_shared_message_id_is_two(pipeline: Pipeline) -> None:
+async def test_same_email_twice_is_one_contact_and_shared_message_id_is_two(
+    pipeline: Pipeline,
+) -> None:
     mail = pipeline.mail
     await sync(pipeline.client, pipeline.settings)
     twice = make_message("Same twice")
@@ -125,7 +131,9 @@ async def test_same_email_twice_is_one_contact_and_shared_message_id_is_two(pipe
         return True
 
     await eventually(settled)
-    await pipeline.client.get_workflow_handle(ids.mailbox_workflow_id(pipeline.account)).signal("poll_now")
+    await pipeline.client.get_workflow_handle(ids.mailbox_workflow_id(pipeline.account)).signal(
+        "poll_now"
+    )
     rows = await eventually(lambda: _rows_with_status(pipeline, "queued"))
     assert len(rows) == 4
     state = await contact_state(pipeline.client, contact_id_of(pipeline, twice))
@@ -136,18 +144,20 @@ async def test_same_email_twice_is_one_contact_and_shared_message_id_is_two(pipe
 async def test_no_automatic_reply_to_automatic_mail_or_our_own_address(pipeline: Pipeline) -> None:
     mail = pipeline.mail
     await sync(pipeline.client, pipeline.settings)
-    bounce = make_message(
-        "Undelivered Mail Returned to Sender", sender="MAILER-DAEMON@example.org"
-    )
+    bounce = make_message("Undelivered Mail Returned to Sender", sender="MAILER-DAEMON@example.org")
     out_of_office = make_message("Out of office", headers={"Auto-Submitted": "auto-replied"})
-    list_mail = make_message("Weekly digest", headers={"List-Id": "<news.example.org>", "Precedence": "list"})
+    list_mail = make_message(
+        "Weekly digest", headers={"List-Id": "<news.example.org>", "Precedence": "list"}
+    )
     own = make_message("From ourselves", sender=mail.support)
     for raw in (bounce, out_of_office, list_mail, own):
         await mail.send(raw)
     reasons = []
     for raw in (bounce, out_of_office, list_mail, own):
-        state = await wait_status(pipeline.client, contact_id_of(pipeline, raw), ContactStatus.QUEUED)
-        await eventually(lambda: _auto_reply_decided(pipeline.client, state.id))
+        state = await wait_status(
+            pipeline.client, contact_id_of(pipeline, raw), ContactStatus.QUEUED
+        )
+        await eventually(lambda: _auto_reply_decided(pipeline.client, state.id))  # noqa: B023
         reasons.append((await contact_state(pipeline.client, state.id)).auto_reply)
     assert all(r.startswith("not sent") for r in reasons), reasons
     assert "own addresses" in reasons[3] or "automatic" in reasons[3]

@@ -44,8 +44,10 @@ def _bad(tmp_path: Path, text: str) -> str:
 
 
 def test_invalid_values_name_file_key_and_fault(tmp_path: Path) -> None:
-    text = EXAMPLE.read_text().replace("port = 993", 'port = "imap"').replace(
-        'email = "alice@example.com"', 'email = "alice"'
+    text = (
+        EXAMPLE.read_text()
+        .replace("port = 993", 'port = "imap"')
+        .replace('email = "alice@example.com"', 'email = "alice"')
     )
     message = _bad(tmp_path, text)
     assert str(tmp_path / "bad.toml") in message
@@ -54,7 +56,9 @@ def test_invalid_values_name_file_key_and_fault(tmp_path: Path) -> None:
 
 
 def test_missing_password_and_unknown_key_and_duplicates(tmp_path: Path) -> None:
-    text = EXAMPLE.read_text().replace('password_env = "ACE_SUPPORT_IMAP_PASSWORD"', 'colour = "blue"')
+    text = EXAMPLE.read_text().replace(
+        'password_env = "ACE_SUPPORT_IMAP_PASSWORD"', 'colour = "blue"'
+    )
     message = _bad(tmp_path, text)
     assert "accounts[0].imap.colour: Extra inputs are not permitted" in message
     no_password = EXAMPLE.read_text().replace('password_env = "ACE_SUPPORT_IMAP_PASSWORD"', "")
@@ -65,7 +69,8 @@ def test_missing_password_and_unknown_key_and_duplicates(tmp_path: Path) -> None
 
 def test_secrets_are_never_echoed(tmp_path: Path) -> None:
     text = EXAMPLE.read_text().replace(
-        'password_env = "ACE_SUPPORT_IMAP_PASSWORD"', 'password = "hunter2-secret"\npassword_env = "X"'
+        'password_env = "ACE_SUPPORT_IMAP_PASSWORD"',
+        'password = "hunter2-secret"\npassword_env = "X"',
     )
     message = _bad(tmp_path, text)
     assert "give only one of" in message and "hunter2-secret" not in message
@@ -77,7 +82,9 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
         load_settings(tmp_path / "nope.toml")
 
 
-def test_scripts_exit_non_zero_with_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_scripts_exit_non_zero_with_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(EXAMPLE.read_text().replace("port = 993", "port = 0"))
     assert worker_main(["--config", str(bad)]) == 2
@@ -86,8 +93,12 @@ def test_scripts_exit_non_zero_with_one_clear_line(tmp_path: Path, capsys: pytes
     assert "accounts[0].imap.port: Input should be greater than or equal to 1" in err
 
 
-def test_unreachable_temporal_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_temporal_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "c.toml"
-    config.write_text(EXAMPLE.read_text().replace('address = "127.0.0.1:7233"', 'address = "127.0.0.1:1"'))
+    config.write_text(
+        EXAMPLE.read_text().replace('address = "127.0.0.1:7233"', 'address = "127.0.0.1:1"')
+    )
     assert asyncio.run(starter_main(["--config", str(config), "list"])) == 2
     assert "cannot reach Temporal at 127.0.0.1:1" in capsys.readouterr().err

@@ -19,7 +19,15 @@ from ace_email.models import ContactStatus
 from ace_email.settings import Settings
 from starter import assign, contact_state, sync
 from tests.conftest import Pipeline
-from tests.support import AGENT_EMAIL, CUSTOMER, MailStack, PASSWORD, eventually, make_message, write_config
+from tests.support import (
+    AGENT_EMAIL,
+    CUSTOMER,
+    PASSWORD,
+    MailStack,
+    eventually,
+    make_message,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +75,9 @@ def crash_settings(settings: Settings) -> Settings:
     account = settings.accounts[0]
     imap = account.imap.model_copy(update={"timeout_seconds": 2.0})
     smtp = account.smtp.model_copy(update={"timeout_seconds": 2.0})
-    return settings.model_copy(update={"accounts": [account.model_copy(update={"imap": imap, "smtp": smtp})]})
+    return settings.model_copy(
+        update={"accounts": [account.model_copy(update={"imap": imap, "smtp": smtp})]}
+    )
 
 
 async def test_worker_killed_between_steps_loses_and_doubles_nothing(
@@ -77,15 +87,19 @@ async def test_worker_killed_between_steps_loses_and_doubles_nothing(
 
     assert isinstance(client, Client)
     settings = crash_settings
-    config = write_config(tmp_path / "ace-email.toml", settings, password_env="ACE_TEST_IMAP_PASSWORD")
+    config = write_config(
+        tmp_path / "ace-email.toml", settings, password_env="ACE_TEST_IMAP_PASSWORD"
+    )
     worker = WorkerProcess(config, tmp_path / "worker.log")
-    rng = random.Random(20261127)
+    rng = random.Random(int(os.environ.get("ACE_CRASH_SEED", "20261127")))
     pipeline = Pipeline(settings=settings, client=client, mail=mail)
     worker.start()
     try:
         await sync(client, settings)
         emails = [make_message(f"Crash test {i}", f"body {i}") for i in range(EMAILS)]
-        contact_ids = [ids.contact_workflow_id(pipeline.account, mime.message_key(raw)) for raw in emails]
+        contact_ids = [
+            ids.contact_workflow_id(pipeline.account, mime.message_key(raw)) for raw in emails
+        ]
         for raw in emails:
             await mail.send(raw)
             await asyncio.sleep(rng.uniform(0.0, 0.3))
@@ -104,7 +118,8 @@ async def test_worker_killed_between_steps_loses_and_doubles_nothing(
         await eventually(all_queued, timeout=120, interval=0.5)
 
         assignments = [
-            asyncio.create_task(assign(client, settings, contact_id, "alice")) for contact_id in contact_ids
+            asyncio.create_task(assign(client, settings, contact_id, "alice"))
+            for contact_id in contact_ids
         ]
         await asyncio.sleep(rng.uniform(0.05, 0.3))
         worker.kill()

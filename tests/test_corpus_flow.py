@@ -1,0 +1,61 @@
+"""Real-world mail from ../shared/corpus flows through: each email one contact or quarantined
+with a reason, none lost, nothing wedged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ace_email import search_attributes as sa
+from starter import contact_state, sync
+from tests.conftest import CORPUS, Pipeline
+from tests.support import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def corpus_files() -> list[Path]:
+    return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix not in (".tsv", ".md"))
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"the shared corpus is not at {CORPUS}")
+@pytest.mark.timeout(600)
+async def test_corpus_mail_becomes_contacts_or_quarantine_and_none_is_lost(
+    pipeline: Pipeline,
+) -> None:
+    mail, client = pipeline.mail, pipeline.client
+    files = corpus_files()
+    assert len(files) > 100
+    for path in files:
+        mail.server.deliver(mail.support, path.read_bytes())
+    await sync(client, pipeline.settings)
+
+    query = f'WorkflowType="ContactWorkflow" AND {sa.ACCOUNT.name}="{pipeline.account}"'
+
+    async def settled() -> dict[str, int]:
+        inbox = await mail.messages(mail.support)
+        assert inbox == [], f"{len(inbox)} still in the inbox"
+        statuses: Counter[str] = Counter()
+        async for execution in client.list_workflows(query):
+            statuses[str(execution.typed_search_attributes.get(sa.STATUS))] += 1
+        assert set(statuses) <= {"queued", "quarantined"}, statuses
+        return dict(statuses)
+
+    statuses = await eventually(settled, timeout=540, interval=2)
+    contacts = sum(statuses.values())
+    archived = len(await mail.messages(mail.support, "Archive"))
+    print(
+        f"corpus: {len(files)} files -> {statuses} contacts, {archived} duplicate copies archived"
+    )
+    assert contacts + archived == len(files)
+
+    reasons: Counter[str] = Counter()
+    async for execution in client.list_workflows(query + f' AND {sa.STATUS.name}="quarantined"'):
+        state = await contact_state(client, execution.id)
+        assert state.quarantine_reason
+        reasons[state.quarantine_reason.split(":")[0]] += 1
+    print(f"quarantine reasons: {dict(reasons)}")
+    await asyncio.sleep(0)
