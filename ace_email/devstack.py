@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ace_email import search_attributes as sa
-from ace_email.localmail import LocalMailServer, MailUser
+from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.samples import sample_messages
 from ace_email.settings import load_settings
 from ace_email.temporal import TemporalUnavailable, connect
@@ -168,13 +168,15 @@ async def run(data_dir: Path, send_samples: bool) -> None:
     settings = load_settings(config_path)
     temporal = start_temporal(data_dir)
     users = [MailUser(address, path.read_text().strip()) for address, path in passwords.items()]
-    mail = LocalMailServer(data_dir / "mail", users, imap_port=IMAP_PORT, smtp_port=SMTP_PORT)
+    mail = MailServerThread(
+        LocalMailServer(data_dir / "mail", users, imap_port=IMAP_PORT, smtp_port=SMTP_PORT)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await mail.start()
+        await asyncio.to_thread(mail.start)
         await wait_for_temporal(temporal)
         client = await connect(settings.temporal)
         for line in await sync(client, settings):
@@ -194,7 +196,7 @@ async def run(data_dir: Path, send_samples: bool) -> None:
     except TemporalUnavailable as exc:
         raise SystemExit(str(exc)) from None
     finally:
-        await mail.stop()
+        await asyncio.to_thread(mail.stop)
         temporal.terminate()
         try:
             temporal.wait(timeout=15)

@@ -946,6 +946,70 @@ async def _serve(server: LocalMailServer) -> None:
         await stop.wait()
 
 
+class MailServerThread:
+    """Runs a :class:`LocalMailServer` on an event loop of its own, in a thread.
+
+    pymap does some work on its event loop synchronously (re-reading a folder, parsing an
+    odd message); on a loop of its own that never stalls the caller's loop — a worker's,
+    a test's.
+    """
+
+    def __init__(self, server: LocalMailServer) -> None:
+        self.server: Final = server
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stopped = asyncio.Event()
+            try:
+                await self.server.start()
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            try:
+                await self._stopped.wait()
+            finally:
+                await self.server.stop()
+
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(serve(),), name="localmail", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError("the local mail server did not start in time")
+        if failure:
+            raise failure[0]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._loop is not None and self._stopped is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+            self._thread.join(timeout)
+        self._loop = self._thread = self._stopped = None
+
+    def deliver(self, recipient: str, raw: bytes) -> None:
+        self.server.deliver(recipient, raw)
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; runs until SIGINT/SIGTERM."""
     parser = _build_parser()

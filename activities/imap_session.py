@@ -300,20 +300,39 @@ class ImapPool:
 
     @asynccontextmanager
     async def lease(self, account_name: str) -> AsyncIterator[ImapSession]:
-        """A session for async activities: taken and given back on a thread.
+        """A session for async activities, used through `asyncio.to_thread`.
 
+        Waiting for a free session happens on the event loop, never on a thread: the threads
+        that run the IMAP commands of sessions already lent must always be free to do so.
         Holding one session through a whole send keeps the record of it (a move or an
         append) one command after the SMTP server's answer.
         """
-        manager = self.session(account_name)
-        session = await asyncio.to_thread(manager.__enter__)
+        account = self._account(account_name)
+        idle, slots = self._queues(account)
+        waited = 0.0
+        while not slots.acquire(blocking=False):
+            if waited > SESSION_WAIT_SECONDS:
+                raise ImapError(f"{account_name}: no IMAP session came free in this worker")
+            await asyncio.sleep(0.02)
+            waited += 0.02
         try:
-            yield session
-        except BaseException as exc:
-            if not manager.__exit__(type(exc), exc, exc.__traceback__):
+            try:
+                session = idle.get_nowait()
+            except queue.Empty:
+                session = await asyncio.to_thread(self._connect, account)
+            try:
+                yield session
+            except (OSError, imaplib.IMAP4.abort, ssl.SSLError, EOFError):
+                _close_quietly(session)
                 raise
-        else:
-            manager.__exit__(None, None, None)
+            except BaseException:
+                session.selected = None
+                idle.put(session)
+                raise
+            else:
+                idle.put(session)
+        finally:
+            slots.release()
 
     def close_all(self) -> None:
         with self._lock:

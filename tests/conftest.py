@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from ace_email import search_attributes as sa
-from ace_email.localmail import LocalMailServer, MailUser
+from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.settings import Settings
 from activities.imap_session import ImapPool
 from tests.support import AGENT_EMAIL, CUSTOMER, PASSWORD, MailStack, account_settings, free_port
@@ -68,11 +68,8 @@ async def mail(tmp_path: Path) -> AsyncIterator[MailStack]:
     support = "support@example.com"
     users = [MailUser(address, PASSWORD) for address in (support, CUSTOMER, AGENT_EMAIL)]
     server = LocalMailServer(tmp_path / "mail", users, imap_port=imap_port, smtp_port=smtp_port)
-    await server.start()
-    try:
+    async with MailServerThread(server):
         yield MailStack(server=server, imap_port=imap_port, smtp_port=smtp_port, support=support)
-    finally:
-        await server.stop()
 
 
 @dataclass

@@ -85,6 +85,20 @@ class MailStack:
                 for m in box.fetch(mark_seen=False, bulk=True)
             ]
 
+    def uids(self, user: str, folder: str = "INBOX") -> list[int]:
+        """The UIDs in a folder, without fetching or parsing anything (cheap on odd mail)."""
+        with MailBoxUnencrypted("127.0.0.1", self.imap_port).login(
+            user, PASSWORD, initial_folder=None
+        ) as box:
+            status, _ = box.client.select(f'"{folder}"', True)
+            if status != "OK":
+                return []
+            _, data = box.client.uid("SEARCH", "ALL")
+            return [int(u) for u in data[0].split()] if data and data[0] else []
+
+    async def count(self, user: str, folder: str = "INBOX") -> int:
+        return len(await asyncio.to_thread(self.uids, user, folder))
+
     async def messages(self, user: str, folder: str = "INBOX") -> list[Message]:
         return await asyncio.to_thread(self.folder, user, folder)
 

@@ -4,6 +4,7 @@ with a reason, none lost, nothing wedged."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -27,8 +28,8 @@ async def test_corpus_mail_becomes_contacts_or_quarantine_and_none_is_lost(
     pipeline: Pipeline,
 ) -> None:
     mail, client = pipeline.mail, pipeline.client
-    files = corpus_files()
-    assert len(files) > 100
+    files = corpus_files()[: int(os.environ.get("ACE_CORPUS_LIMIT", "100000"))]
+    assert files
     for path in files:
         mail.server.deliver(mail.support, path.read_bytes())
     await sync(client, pipeline.settings)
@@ -36,8 +37,8 @@ async def test_corpus_mail_becomes_contacts_or_quarantine_and_none_is_lost(
     query = f'WorkflowType="ContactWorkflow" AND {sa.ACCOUNT.name}="{pipeline.account}"'
 
     async def settled() -> dict[str, int]:
-        inbox = await mail.messages(mail.support)
-        assert inbox == [], f"{len(inbox)} still in the inbox"
+        inbox = await mail.count(mail.support)
+        assert inbox == 0, f"{inbox} still in the inbox"
         statuses: Counter[str] = Counter()
         async for execution in client.list_workflows(query):
             statuses[str(execution.typed_search_attributes.get(sa.STATUS))] += 1
@@ -46,7 +47,7 @@ async def test_corpus_mail_becomes_contacts_or_quarantine_and_none_is_lost(
 
     statuses = await eventually(settled, timeout=540, interval=2)
     contacts = sum(statuses.values())
-    archived = len(await mail.messages(mail.support, "Archive"))
+    archived = await mail.count(mail.support, "Archive")
     print(
         f"corpus: {len(files)} files -> {statuses} contacts, {archived} duplicate copies archived"
     )

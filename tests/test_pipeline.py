@@ -8,6 +8,7 @@ import json
 import os
 from email.message import Message
 from email.policy import default as default_policy
+from pathlib import Path
 
 import pytest
 from imap_tools import MailBoxUnencrypted
@@ -21,6 +22,8 @@ from tests.support import AGENT_EMAIL, CUSTOMER, PASSWORD, eventually, make_mess
 from workflows.contact import ContactWorkflow
 
 pytestmark = pytest.mark.e2e
+
+HISTORIES = Path(__file__).parent / "histories"
 
 
 def contact_id_of(pipeline: Pipeline, raw: bytes) -> str:
@@ -98,6 +101,11 @@ async def test_email_becomes_contact_is_acknowledged_assigned_and_delivered(
     assert await mail.messages(mail.support) == []
     assert await mail.messages(mail.support, "Processing") == []
     assert len(await mail.messages(mail.support, "Archive")) == 1
+
+    if os.environ.get("ACE_RECORD_HISTORIES"):
+        history = await pipeline.client.get_workflow_handle(contact_id).fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / "contact_delivered.json").write_text(history.to_json())
 
     rows = await eventually(lambda: _rows_with_status(pipeline, "delivered"))
     assert rows[0]["id"] == contact_id and rows[0]["agent"] == "alice"

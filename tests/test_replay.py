@@ -1,0 +1,29 @@
+"""Recorded ContactWorkflow histories replay against today's code: a change that would break
+contacts in flight fails here, before a deploy. Re-record with ACE_RECORD_HISTORIES=1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.contact import ContactWorkflow
+from workflows.mailbox import MailboxWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_histories_are_recorded() -> None:
+    assert any(p.name.startswith("contact") for p in HISTORIES)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_history_replays(path: Path) -> None:
+    replayer = Replayer(
+        workflows=[ContactWorkflow, MailboxWorkflow], data_converter=pydantic_data_converter
+    )
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    await replayer.replay_workflow(history)
