@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import statistics
 import sys
@@ -77,7 +78,7 @@ def describe(label: str, samples: list[float], expected: int) -> str:
     if not samples:
         return f"{label}: no samples"
     ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return (
         f"{label}: n={len(samples)}/{expected}  p50={statistics.median(samples) * 1000:.0f} ms  "
         f"p95={p95 * 1000:.0f} ms  max={ordered[-1] * 1000:.0f} ms"
@@ -124,7 +125,8 @@ async def main(emails: int, poll_interval: float) -> None:
             await asyncio.to_thread(mail_thread.stop)
             await env.shutdown()
     print(
-        f"machine: {platform.machine()}, {platform.system()} {platform.release()}, python {platform.python_version()}"
+        f"machine: {platform.machine()}, {platform.system()} {platform.release()}, "
+        f"{os.cpu_count()} cores, python {platform.python_version()}"
     )
     print(f"poll interval: {poll_interval:g} s; one email every 0.5 s")
     print(describe("baseline  (SMTP -> customer inbox, seen by IMAP)", baseline, emails))

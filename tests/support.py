@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.2
+    check: Callable[[], Awaitable[T | None]], *, timeout: float = 30.0, interval: float = 0.2
 ) -> T:
     """Poll `check` until it returns a truthy value without raising; returns that value."""
     deadline = time.monotonic() + timeout
