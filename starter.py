@@ -183,14 +183,24 @@ async def assign(client: Client, settings: Settings, contact_id: str, agent_id: 
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
         raise Refused(f"assignment refused: {reason}") from None
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise Refused(f"no contact {contact_id!r}") from None
-        if err.status == RPCStatusCode.FAILED_PRECONDITION:
-            raise Refused(f"contact {contact_id} has ended; it cannot be assigned") from None
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise Refused(await _why_not_assignable(handle, contact_id)) from None
         raise
     where = f" ({agent.email})" if agent.email else " (built-in agent interface)"
     detail = f": {result.detail}" if result.detail else ""
     return f"{contact_id}: {result.status.value}, agent {agent.id}{where}{detail}"
+
+
+async def _why_not_assignable(handle: WorkflowHandle[Any, Any], contact_id: str) -> str:
+    try:
+        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError:
+        return f"no contact {contact_id!r}"
+    status = description.typed_search_attributes.get(sa.STATUS) or "ended"
+    return (
+        f"assignment refused: contact {contact_id} is {status}; "
+        "only a queued contact can be assigned"
+    )
 
 
 async def poll_now(client: Client, settings: Settings, account_name: str) -> str:

@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("temporalio").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     asyncio.run(run(args.data_dir.resolve(), not args.no_samples))
 
 

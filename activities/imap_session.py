@@ -172,7 +172,13 @@ class ImapSession:
         return result
 
     def fetch_one(self, uid: int, items: str = "(UID RFC822.SIZE BODY.PEEK[])") -> Fetched | None:
-        return self.fetch([uid], items).get(uid)
+        """One message of the selected folder; asks for news (NOOP) once if it is not known
+        yet: a session only sees mail that arrived after its SELECT once told of it."""
+        found = self.fetch([uid], items).get(uid)
+        if found is None:
+            self._ok("NOOP", self.client.noop())
+            found = self.fetch([uid], items).get(uid)
+        return found
 
     def exists(self, uid: int) -> bool:
         return uid in self.search(f"UID {uid}")

@@ -77,17 +77,18 @@ class MailboxActivities:
         """Move a second copy of an email that already has its contact out of the inbox.
 
         Only called once the contact holds its own copy elsewhere, so any inbox message with
-        the same content key is a true duplicate. It is kept (archived), never deleted.
+        the same content key is a true duplicate. It is kept (archived), never deleted. Found
+        by UID, else by content: a session's view of the inbox can lag behind other sessions'.
         """
         ref = request.duplicate
         try:
             with self._pool.session(ref.account) as session:
-                if session.select(ref.folder) != ref.uidvalidity:
+                found = locate(session, ref, [ref.folder])
+                if found is None:
+                    log.info("%s: duplicate copy uid %s is gone already", ref.account, ref.uid)
                     return False
-                fetched = session.fetch_one(ref.uid)
-                if fetched is None or mime.message_key(fetched.raw) != ref.key:
-                    return False
-                session.move(ref.uid, request.archive_folder)
+                session.select(found[0].folder)
+                session.move(found[0].uid, request.archive_folder)
                 return True
         except (ImapError, ConfigError, OSError, EOFError) as exc:
             raise as_activity_error(exc) from None

@@ -15,11 +15,12 @@ from imap_tools import MailBoxUnencrypted
 from temporalio.client import Client, WorkflowHandle
 
 from ace_email import ids, mime
-from ace_email.models import ContactState, ContactStatus
+from ace_email.models import ContactState, ContactStatus, MailboxCursor, MailboxInput
 from starter import assign, contact_state, list_contacts, sync
 from tests.conftest import Pipeline
 from tests.support import AGENT_EMAIL, CUSTOMER, PASSWORD, eventually, make_message
 from workflows.contact import ContactWorkflow
+from workflows.mailbox import MailboxWorkflow
 
 pytestmark = pytest.mark.e2e
 
@@ -263,3 +264,50 @@ async def test_sync_twice_changes_nothing(pipeline: Pipeline) -> None:
     second = await sync(pipeline.client, pipeline.settings)
     assert any("started" in line for line in first)
     assert second == [f"{pipeline.account}: unchanged"]
+
+
+async def test_uidvalidity_change_neither_loses_nor_recreates_contacts(pipeline: Pipeline) -> None:
+    """A cursor from another UIDVALIDITY is dropped (nothing skipped); re-reading the folder
+    from the start finds contacts by content, so none is made twice."""
+    mail, client = pipeline.mail, pipeline.client
+    emails = [make_message(f"Validity {i}") for i in range(3)]
+    for raw in emails:
+        mail.server.deliver(mail.support, raw)
+    policy = pipeline.settings.policy(pipeline.settings.accounts[0])
+    stale = MailboxCursor(uidvalidity=1, last_uid=10**6)
+    handle = await client.start_workflow(
+        MailboxWorkflow.run,
+        MailboxInput(policy=policy, cursor=stale),
+        id=ids.mailbox_workflow_id(pipeline.account),
+        task_queue=pipeline.settings.temporal.task_queue,
+    )
+    for raw in emails:
+        await wait_status(client, contact_id_of(pipeline, raw), ContactStatus.QUEUED)
+    await handle.terminate("simulate a restart that lost the cursor")
+    again = make_message("After the restart")
+    for raw in [*emails, again]:
+        mail.server.deliver(mail.support, raw)
+    await client.start_workflow(
+        MailboxWorkflow.run,
+        MailboxInput(policy=policy),
+        id=ids.mailbox_workflow_id(pipeline.account),
+        task_queue=pipeline.settings.temporal.task_queue,
+    )
+    await wait_status(client, contact_id_of(pipeline, again), ContactStatus.QUEUED)
+
+    async def four_queued() -> bool:
+        assert len(await _rows_with_status(pipeline, "queued")) == 4
+        return True
+
+    await eventually(four_queued)
+
+    async def copies_archived() -> bool:
+        left = await mail.messages(mail.support)
+        states = [await contact_state(client, contact_id_of(pipeline, raw)) for raw in emails]
+        assert not left, (
+            [m["Subject"] for m in left],
+            [(s.subject, s.duplicates_settled) for s in states],
+        )
+        return await mail.count(mail.support, "Archive") == 3
+
+    await eventually(copies_archived)
