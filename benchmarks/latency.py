@@ -115,6 +115,7 @@ async def main(emails: int, poll_interval: float) -> None:
             poll_interval=poll_interval,
         )
         pool = ImapPool(settings)
+        replies = recorded = 0
         try:
             baseline = await measure(stack, emails, CUSTOMER, "baseline")
             with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
@@ -139,6 +140,7 @@ async def main(emails: int, poll_interval: float) -> None:
             "ace-email (SMTP -> support -> automatic reply in customer inbox)", measured, emails
         )
     )
+    print(f"automatic replies in the customer's inbox: {replies}, recorded in Sent: {recorded}")
 
 
 if __name__ == "__main__":
