@@ -269,17 +269,8 @@ class ImapPool:
                 session = idle.get_nowait()
             except queue.Empty:
                 session = self._connect(account)
-            try:
+            with _returned_to(idle, session):
                 yield session
-            except (OSError, imaplib.IMAP4.abort, ssl.SSLError, EOFError):
-                _close_quietly(session)
-                raise
-            except BaseException:
-                session.selected = None
-                idle.put(session)
-                raise
-            else:
-                idle.put(session)
         finally:
             slots.release()
 
@@ -326,17 +317,8 @@ class ImapPool:
                 session = idle.get_nowait()
             except queue.Empty:
                 session = await asyncio.to_thread(self._connect, account)
-            try:
+            with _returned_to(idle, session):
                 yield session
-            except (OSError, imaplib.IMAP4.abort, ssl.SSLError, EOFError):
-                _close_quietly(session)
-                raise
-            except BaseException:
-                session.selected = None
-                idle.put(session)
-                raise
-            else:
-                idle.put(session)
         finally:
             slots.release()
 
@@ -348,6 +330,22 @@ class ImapPool:
                         _close_quietly(idle.get_nowait())
                     except queue.Empty:
                         break
+
+
+@contextmanager
+def _returned_to(idle: queue.LifoQueue[ImapSession], session: ImapSession) -> Iterator[None]:
+    """Give a lent session back to the pool, or drop it if its connection failed."""
+    try:
+        yield
+    except (OSError, imaplib.IMAP4.abort, ssl.SSLError, EOFError):
+        _close_quietly(session)
+        raise
+    except BaseException:
+        session.selected = None
+        idle.put(session)
+        raise
+    else:
+        idle.put(session)
 
 
 def _close_quietly(session: ImapSession) -> None:
