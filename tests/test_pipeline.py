@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import os
@@ -311,3 +312,36 @@ async def test_uidvalidity_change_neither_loses_nor_recreates_contacts(pipeline:
         return await mail.count(mail.support, "Archive") == 3
 
     await eventually(copies_archived)
+
+
+async def test_histories_hold_neither_message_bodies_nor_passwords(pipeline: Pipeline) -> None:
+    body = "Body-marker-7f3a: my card number is 4111 1111 1111 1111"
+    await sync(pipeline.client, pipeline.settings)
+    raw = make_message(
+        "Private matter", body, attachment=("id.pdf", b"attachment-marker-91c2" * 100)
+    )
+    await pipeline.mail.send(raw)
+    contact_id = contact_id_of(pipeline, raw)
+    await wait_status(pipeline.client, contact_id, ContactStatus.QUEUED)
+    await assign(pipeline.client, pipeline.settings, contact_id, "alice")
+    await wait_status(pipeline.client, contact_id, ContactStatus.DELIVERED)
+    for workflow_id in (contact_id, ids.mailbox_workflow_id(pipeline.account)):
+        history = await pipeline.client.get_workflow_handle(workflow_id).fetch_history()
+        text = _readable(history.to_json_dict())
+        assert "Private matter" in text  # the summary is there: the search is real
+        for secret in (PASSWORD, "Body-marker-7f3a", "4111 1111", "attachment-marker-91c2"):
+            assert secret not in text, f"{secret!r} in the history of {workflow_id}"
+
+
+def _readable(node: object) -> str:
+    """A history as text with every payload decoded (payload data is base64 in JSON)."""
+    if isinstance(node, dict):
+        return "\n".join(
+            base64.b64decode(value).decode(errors="replace")
+            if key == "data" and isinstance(value, str)
+            else _readable(value)
+            for key, value in node.items()
+        )
+    if isinstance(node, list):
+        return "\n".join(_readable(item) for item in node)
+    return str(node)
