@@ -180,9 +180,6 @@ class ImapSession:
             found = self.fetch([uid], items).get(uid)
         return found
 
-    def exists(self, uid: int) -> bool:
-        return uid in self.search(f"UID {uid}")
-
     def move(self, uid: int, folder: str) -> tuple[int, int] | None:
         """UID MOVE one message; returns (UIDVALIDITY, UID) in the target, where the server says.
 
