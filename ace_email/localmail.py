@@ -207,7 +207,9 @@ def _patch_pymap() -> None:
        command then re-lists the maildir once per stale record (Python's
        ``mailbox.Maildir._lookup`` refreshes on a miss), so a mailbox that mail is
        routinely moved out of gets quadratically slower. The record is dropped
-       as soon as the file is gone instead.
+       as soon as the file is gone instead. A command that rescans the destination
+       between MOVE's rename and its UID-list write gives the moved file a second
+       UID (one message listed twice); that twin is dropped too.
     4. ``MailboxData.reset`` (run by every command) assigns UIDs to files found
        in ``new/``/``cur/`` in directory-listing order and stats every message to
        do so. UIDs are assigned in arrival order (by maildir file name) instead,
@@ -233,6 +235,7 @@ def _patch_pymap() -> None:
             new_uid = await original_move(self, uid, destination, recent=recent)
             if new_uid is not None:
                 await _forget_uids(self, [uid])
+                await _drop_twins(destination, new_uid)
             return new_uid
 
         async def delete(self: MailboxData, uids: Iterable[int]) -> None:
@@ -379,6 +382,16 @@ async def _forget_uids(mailbox: MailboxData, uids: Iterable[int]) -> None:
         for uid in uids:
             with suppress(KeyError):
                 uidl.remove(uid)
+
+
+async def _drop_twins(mailbox: MailboxData, uid: int) -> None:
+    """Drop other UIDs of the file `uid` names: a command that rescans the folder between a
+    MOVE's rename and its UID-list write gives the moved file a UID of its own."""
+    async with UidList.with_write(mailbox._path) as uidl:
+        with suppress(KeyError):
+            key = uidl.get(uid).key
+            for twin in [r.uid for r in uidl.records if r.key == key and r.uid != uid]:
+                uidl.remove(twin)
 
 
 def _merge_keywords(mailbox_dir: Path, keywords: Sequence[str]) -> None:

@@ -179,6 +179,8 @@ async def send(
         ["BODY=8BITMIME"] if not raw.isascii() and client.supports_extension("8bitmime") else []
     )
     try:
+        if not (sender.isascii() and recipient.isascii()):
+            options.append(await _smtputf8(client, account, sender, recipient))
         await client.sendmail(sender, [recipient], raw, mail_options=options)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         raise _smtp_error(
@@ -191,6 +193,31 @@ async def send(
             f"{account.name}: SMTP {account.smtp.host}:{account.smtp.port}: {exc}",
             type="SmtpUnavailable",
         ) from None
+    except UnicodeError as exc:
+        raise ApplicationError(
+            f"{account.name}: SMTP {account.smtp.host}:{account.smtp.port}: "
+            f"the envelope cannot be encoded: {exc}",
+            type="SmtpRejected",
+            non_retryable=True,
+        ) from None
+
+
+async def _smtputf8(
+    client: aiosmtplib.SMTP, account: AccountSettings, sender: str, recipient: str
+) -> str:
+    """The SMTPUTF8 option (RFC 6531) an international address needs; a final refusal if the
+    server does not offer it."""
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    if not client.supports_extension("smtputf8"):
+        raise ApplicationError(
+            f"{account.name}: SMTP {account.smtp.host}:{account.smtp.port}: the address "
+            f"{recipient if not recipient.isascii() else sender} needs SMTPUTF8 (RFC 6531), "
+            "which the server does not offer",
+            type="SmtpRejected",
+            non_retryable=True,
+        )
+    return "SMTPUTF8"
 
 
 def _smtp_error(account: AccountSettings, code: int, text: str) -> ApplicationError:

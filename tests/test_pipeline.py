@@ -175,6 +175,19 @@ async def test_no_automatic_reply_to_automatic_mail_or_our_own_address(pipeline:
     assert await mail.messages(mail.support, "Sent") == []
 
 
+async def test_automatic_reply_to_an_international_address_ends_with_a_clear_answer(
+    pipeline: Pipeline,
+) -> None:
+    """A non-ASCII sender address is sent with SMTPUTF8; the refusal is final, not retried."""
+    await sync(pipeline.client, pipeline.settings)
+    raw = make_message("Hej", sender="jörg@example.org")
+    await pipeline.mail.send(raw, sender="jorg@example.org")
+    state = await wait_status(pipeline.client, contact_id_of(pipeline, raw), ContactStatus.QUEUED)
+    await eventually(lambda: _auto_reply_decided(pipeline.client, state.id))
+    outcome = (await contact_state(pipeline.client, state.id)).auto_reply
+    assert outcome.startswith("failed:") and "550" in outcome, outcome
+
+
 async def _auto_reply_decided(client: Client, contact_id: str) -> bool:
     return bool((await contact_state(client, contact_id)).auto_reply)
 
