@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from email.errors import MessageError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
 LOOP_TOKEN = "ace-email"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_BODY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_INTERNATIONAL_ADDRESS = re.compile(r'[^\s"(),:;<>@\[\]\\]+@[^\s"(),:;<>@\[\]\\]+')
+# cte_type 7bit: the stdlib picks 7bit, quoted-printable or base64 for each body part.
+_POLICY = SMTP.clone(cte_type="7bit")
+_UTF8_POLICY = SMTP.clone(cte_type="7bit", utf8=True)
 
 
 def one_line(text: str, limit: int = 200) -> str:
@@ -35,28 +42,71 @@ def build_auto_reply(
     date: datetime,
     in_reply_to: str | None,
     references: list[str],
+    text: str,
+    html: str | None = None,
+    from_name: str = "",
+    to_name: str = "",
 ) -> bytes:
-    """The default acknowledgement (RFC 3834: Auto-Submitted, threaded to the original)."""
-    message = EmailMessage(policy=SMTP)
-    message["From"] = from_address
-    message["To"] = to_address
+    """The automatic acknowledgement (RFC 3834): threaded to the original, marked automatic.
+
+    `text` is the body; with `html`, the message is multipart/alternative. Raises ValueError
+    if `from_address` or `to_address` holds control characters (CR, LF, ...) or is anything
+    but exactly one address: the recipient comes from the sender's headers, and must never
+    add a header or a second recipient. Display names and the subject are made single-line.
+    """
+    international = not (from_address.isascii() and to_address.isascii())
+    message = EmailMessage(policy=_UTF8_POLICY if international else _POLICY)
+    message["From"] = mailbox(from_address, from_name, "From")
+    message["To"] = mailbox(to_address, to_name, "To")
     message["Subject"] = auto_reply_subject(subject, reference)
     message["Date"] = format_datetime(date)
-    message["Message-ID"] = message_id
+    message["Message-ID"] = one_line(message_id, 998)
     if in_reply_to:
         message["In-Reply-To"] = one_line(in_reply_to, 998)
         message["References"] = " ".join(one_line(r, 998) for r in [*references[-10:], in_reply_to])
     message["Auto-Submitted"] = "auto-replied"
     message["X-Auto-Response-Suppress"] = "All"
     message["X-Loop"] = LOOP_TOKEN
-    message.set_content(
-        "Thank you for your email. We have received it and registered it under the reference "
-        f"#{reference}.\n\nAn agent will answer you as soon as possible. If you write to us "
-        "again about the same matter, please keep the reference in the subject.\n\n"
-        f"Your subject: {one_line(subject, 500) or '(no subject)'}\n",
-        cte="quoted-printable",
-    )
+    message.set_content(body_text(text))
+    if html is not None:
+        message.add_alternative(body_text(html), subtype="html")
+        for part in message.iter_parts():
+            del part["MIME-Version"]
     return message.as_bytes()
+
+
+def body_text(text: str) -> str:
+    """Text for a body part: Unix newlines, no control characters but tab, a final newline."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _BODY_CONTROL.sub("", text).rstrip() + "\n"
+
+
+def mailbox(address: str, name: str, field: str) -> Address | str:
+    """One mailbox for an address header; ValueError unless `address` is exactly one address.
+
+    An ASCII address goes through the stdlib parser (the display name is then RFC 2047 encoded
+    as needed); an internationalised one (RFC 6531) is checked for the characters that could
+    split it into several.
+    """
+    if not address or _CONTROL.search(address):
+        raise ValueError(
+            f"the {field} address {address!r} is empty or contains control characters (CR, LF…)"
+        )
+    display = one_line(name)
+    if not address.isascii():
+        if not _INTERNATIONAL_ADDRESS.fullmatch(address):
+            raise ValueError(f"the {field} address {address!r} is not one valid email address")
+        quoted = display.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{address}>' if display else address
+    try:
+        parsed = Address(display_name=display, addr_spec=address)
+    except (ValueError, MessageError) as exc:
+        raise ValueError(
+            f"the {field} address {address!r} is not one valid email address: {exc}"
+        ) from None
+    if not parsed.username or not parsed.domain:
+        raise ValueError(f"the {field} address {address!r} is not one valid email address")
+    return parsed
 
 
 def build_resent(

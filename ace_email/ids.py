@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 CONTACT_KEY_LENGTH = 20
 REFERENCE_LENGTH = 8
 
@@ -31,3 +33,14 @@ def auto_reply_message_id(account: str, key: str, return_address: str) -> str:
 
 def resent_message_id(account: str, key: str, agent_id: str, return_address: str) -> str:
     return f"<ace.{key[:32]}.resent.{agent_id}.{account}@{mail_domain(return_address)}>"
+
+
+def ledger_workflow_id(account: str) -> str:
+    return f"autoreply-ledger-{account}"
+
+
+def contact_of_own_message_id(message_id: str, account: str) -> str | None:
+    """The contact whose automatic reply or delivery this account sent under `message_id`."""
+    pattern = rf"<ace\.([0-9a-f]{{20,64}})\.(?:autoreply|resent\..+)\.{re.escape(account)}@[^>]*>"
+    match = re.fullmatch(pattern, message_id)
+    return contact_workflow_id(account, match.group(1)) if match else None

@@ -1,4 +1,4 @@
-"""Pure functions over raw RFC 822 messages: content key, headline, analysis, automatic mail.
+"""Pure functions over raw RFC 822 messages: content key, headline, analysis, body text.
 
 Every public function here takes the raw bytes of one message as a mail server stored it and
 never raises, whatever those bytes are: empty, binary, truncated, with NUL bytes, invalid
@@ -19,18 +19,28 @@ import codecs
 import hashlib
 import json
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy as email_policy
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
+from html import unescape
 from typing import Any
 
+from ace_email.compose import LOOP_TOKEN
+from ace_email.language import detect_language
 from ace_email.models import LIST_LIMIT, SUMMARY_TEXT_LIMIT, Address, Analysis, Attachment
 
-__all__ = ["analyse", "automatic_reasons", "headline", "message_key"]
+__all__ = [
+    "analyse",
+    "automatic_reasons",
+    "body_text",
+    "headline",
+    "message_key",
+    "subject_reference",
+]
 
 # Header values longer than this (characters) are never handed whole to the strict
 # `policy.default` header parser, whose run time grows quadratically with the value's length
@@ -54,6 +64,17 @@ REASON_LIMIT = 20
 REASON_TEXT_LIMIT = 80
 ADDRESS_TEXT_LIMIT = SUMMARY_TEXT_LIMIT
 CONTENT_TYPE_LIMIT = 100
+# body_text: characters returned at most; HTML bytes read at most (markup, styles and
+# scripts take room) are HTML_INPUT_FACTOR per character plus HTML_INPUT_MIN.
+BODY_TEXT_LIMIT = 100_000
+HTML_INPUT_FACTOR = 16
+HTML_INPUT_MIN = 256 * 1024
+# Broken multiparts split again, and body candidates decoded, per message at most.
+MAX_RECOVERIES = 3
+MAX_TEXT_CANDIDATES = 20
+# Characters of body text given to language detection.
+LANGUAGE_BODY_LIMIT = 2000
+SPAM_DETAIL_LIMIT = 80
 # The serialised Analysis is trimmed (longest lists first) until it fits in this many bytes.
 JSON_BUDGET = 12_000
 
@@ -532,7 +553,14 @@ _AUTO_SUBJECTS: tuple[tuple[str, str], ...] = (
     ("failure notice", r"failure\s+notice"),
     ("Message not delivered", r"message\s+not\s+delivered"),
     ("Unzustellbar", r"unzustellbar"),
+    ("Nicht zustellbar", r"nicht\s+zustellbar"),
     ("Non remis", r"non\s+remis"),
+    ("Ej levererat", r"ej\s+levererat"),
+    ("Olevererbart", r"olevererbart"),
+    ("No se puede entregar", r"no\s+se\s+puede\s+entregar"),
+    ("Non recapitabile", r"non\s+recapitabile"),
+    ("Onbestelbaar", r"onbestelbaar"),
+    ("Kan ikke leveres", r"kan\s+ikke\s+leveres"),
     ("Automatic reply", r"automatic\s+reply"),
     ("Auto reply", r"auto[\s_-]?reply"),
     ("Auto response", r"auto[\s_-]?response"),
@@ -542,8 +570,12 @@ _AUTO_SUBJECTS: tuple[tuple[str, str], ...] = (
     ("Automatisch antwoord", r"automatisch\s+antwoord"),
     ("Frånvaro", r"frånvaro"),
     ("Autosvar", r"autosvar"),
+    ("Automatiskt svar", r"automatiskt?\s+svar"),
+    ("Automaattinen vastaus", r"automaattinen\s+vastaus"),
     ("Réponse automatique", r"r[ée]ponse\s+automatique"),
+    ("Absent du bureau", r"absent(?:e|\(e\))?\s+du\s+bureau"),
     ("Risposta automatica", r"risposta\s+automatica"),
+    ("Resposta automática", r"resposta\s+autom[áa]tica"),
     ("Absence", r"absence"),
     ("Respuesta automática", r"respuesta\s+autom[áa]tica"),
     ("Fuera de la oficina", r"fuera\s+de\s+la\s+oficina"),
@@ -551,8 +583,11 @@ _AUTO_SUBJECTS: tuple[tuple[str, str], ...] = (
 _AUTO_SUBJECT_PATTERNS = [
     (label, re.compile(pattern + r"(?!\w)", re.IGNORECASE)) for label, pattern in _AUTO_SUBJECTS
 ]
+# Local parts of automatic senders: "mailer-daemon", "postmaster", "no-reply+bounces",
+# "newsalerts-noreply", "DoNotReply", ...
 _AUTOMATIC_SENDERS = re.compile(
-    r"(?:mailer[-_]?daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply)(?:[-+_.].*)?",
+    r"(?:mailer[-_]?daemon|postmaster|(?:.*[-_.+])?(?:no[-_.]?reply|do[-_.]?not[-_.]?reply))"
+    r"(?:[-+_.].*)?",
     re.IGNORECASE,
 )
 _PRECEDENCE = frozenset({"bulk", "list", "junk", "auto_reply", "auto-reply"})
@@ -569,6 +604,11 @@ _AUTOREPLY_HEADERS = {
 }
 _LOOP_HEADER = re.compile(r"x-(?:.+-)?loop", re.IGNORECASE)
 _REPORT_TYPE = re.compile(r"report-type\s*=\s*\"?([\w.-]+)", re.IGNORECASE)
+# Message-IDs of ace-email's own outgoing mail (ace_email.ids): acknowledgements and resent mail.
+_OWN_MESSAGE_ID = re.compile(
+    r"<ace\.[0-9a-f]+\.(?:autoreply\.[^<>@\s]+|resent\.[^<>@\s]+\.[^<>@\s]+)@[^<>@\s]+>",
+    re.IGNORECASE,
+)
 
 
 def _header_fields(headers: Message | bytes | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -638,6 +678,11 @@ def _automatic_reasons(
                 add(f"{_AUTOREPLY_HEADERS[name]}: {value.strip()[:30]}")
         elif _LOOP_HEADER.fullmatch(name):
             add(f"{name.title()}: {value.strip()[:30]}")
+            if name == "x-loop" and value.strip().lower() == LOOP_TOKEN.lower():
+                add("sent by ace-email (X-Loop)")
+        elif name == "message-id":
+            if _OWN_MESSAGE_ID.search(value):
+                add("sent by ace-email (Message-ID)")
         elif name == "return-path" and _WHITESPACE.sub("", value) == "<>":
             add("Return-Path: <>")
 
@@ -880,18 +925,290 @@ def _attachments(msg: Message, problems: _Problems) -> list[Attachment]:
     return found
 
 
+# --------------------------------------------------------------------------------------------
+# Body text
+# --------------------------------------------------------------------------------------------
+
+_BODY_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x84\x86-\x9f]+")
+_HTML_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_:.()-]+)", re.IGNORECASE)
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
+_HTML_BLOCK = re.compile(
+    r"address|article|aside|blockquote|br|dd|div|dl|dt|fieldset|figcaption|figure|footer|form"
+    r"|h[1-6]|header|hr|li|main|nav|ol|p|pre|section|table|td|th|tr|ul"
+)
+_BOUNDARY_LINE = re.compile(rb"^--([^\s\"]{1,200})[ \t]*\r?$", re.MULTILINE)
+# "<" opening a tag: a name, "/" and a name, "!" (comment, doctype, CDATA) or "?".
+_HTML_TAG = re.compile(r"<(?:(/)?([A-Za-z][A-Za-z0-9:-]{0,40})|[!?])")
+_HTML_HIDDEN_END = {
+    name: re.compile(rf"</{name}\s*>", re.IGNORECASE)
+    for name in ("script", "style", "title", "template", "svg")
+}
+_HTML_HIDDEN = frozenset(_HTML_HIDDEN_END)
+_ASCII_CHARSETS = frozenset({"us-ascii", "ascii", "ansi_x3.4-1968", "iso646-us"})
+
+
+def _html_text(html: str, limit: int) -> str:
+    """The visible text of HTML: tags, comments, scripts and styles removed, entities resolved.
+
+    One pass over the markup with `str.find`, in linear time whatever the input (the standard
+    library's `html.parser` takes quadratic time on some malformed markup). Block-level tags
+    become line breaks.
+    """
+    out: list[str] = []
+    size, pos, end = 0, 0, len(html)
+
+    def add(chunk: str) -> None:
+        nonlocal size
+        if chunk:
+            out.append(chunk)
+            size += len(chunk)
+
+    while pos < end and size < limit:
+        start = html.find("<", pos)
+        if start < 0:
+            add(_WHITESPACE.sub(" ", unescape(html[pos:])))
+            break
+        add(_WHITESPACE.sub(" ", unescape(html[pos:start])))
+        if html.startswith("<!--", start):
+            close = html.find("-->", start + 4)
+            pos = end if close < 0 else close + 3
+            continue
+        tag = _HTML_TAG.match(html, start)
+        if tag is None:  # a "<" that starts no tag is text
+            add("<")
+            pos = start + 1
+            continue
+        close = html.find(">", tag.end())
+        if close < 0:
+            break  # an unfinished tag at the end shows nothing
+        pos = close + 1
+        name = (tag.group(2) or "").lower()
+        if name in _HTML_HIDDEN and not tag.group(1) and html[close - 1] != "/":
+            hidden_end = _HTML_HIDDEN_END[name].search(html, pos)
+            pos = end if hidden_end is None else hidden_end.end()
+        elif _HTML_BLOCK.fullmatch(name):
+            add("\n")
+    return "\n".join(line.strip() for line in "".join(out).split("\n"))
+
+
+def _part_charset(part: Message, data: bytes, html: bool) -> str | None:
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    if not charset and html:
+        match = _HTML_CHARSET.search(data[:4096])
+        if match:
+            charset = match.group(1).decode("ascii", "replace")
+    return _charset_name(str(charset)) if charset else None
+
+
+def _part_text(part: Message, html: bool, limit: int) -> str | None:
+    """The decoded text of one leaf part, or None where it has no readable payload."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        return None
+    if not isinstance(payload, bytes | bytearray):
+        return None
+    data = bytes(payload[: limit * HTML_INPUT_FACTOR + HTML_INPUT_MIN if html else limit * 4 + 4])
+    charset = _part_charset(part, data, html)
+    if charset is None or charset in _ASCII_CHARSETS:
+        text = _bytes_text(data)
+    else:
+        text = _decode_charset(data, charset, None)
+    text = _NEWLINES.sub("\n", _desurrogate(text))
+    if html:
+        text = _html_text(text, limit)
+    text = _BODY_CONTROLS.sub("", text)
+    return _BLANK_LINES.sub("\n\n", text).strip()[:limit]
+
+
+def _recover_multipart(part: Message) -> Message | None:
+    """A multipart part the parser could not split (no or a wrong boundary), split again.
+
+    The boundary is taken from the first line of the payload that looks like one.
+    """
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        return None
+    if not isinstance(payload, bytes | bytearray):
+        return None
+    data = bytes(payload)
+    match = _BOUNDARY_LINE.search(data, 0, HEAD_SCAN_LIMIT)
+    if match is None:
+        return None
+    boundary = match.group(1)
+    synthetic = b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\n' + data
+    recovered = _parse(synthetic, _parse_head(synthetic), False, _Problems())
+    return recovered if recovered is not None and recovered.is_multipart() else None
+
+
+def _text_parts(msg: Message) -> tuple[list[Message], list[Message], list[Message]]:
+    """Candidates for the body, in order: text/plain parts, text/html parts, and last,
+    multipart parts that could not be split, whose raw payload is all there is.
+
+    Parts disposed as attachments are left out; only multipart containers are walked into
+    (not attached messages).
+    """
+    plain: list[Message] = []
+    html: list[Message] = []
+    unsplit: list[Message] = []
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    visited = recoveries = 0
+    while stack and visited < MAX_MIME_PARTS:
+        part, depth = stack.pop()
+        visited += 1
+        try:
+            content_type = part.get_content_type().lower()
+        except Exception:
+            content_type = _raw_content_type(_part_header(part, "content-type"))
+        if content_type.startswith("multipart/"):
+            try:
+                children = part.get_payload() if part.is_multipart() else None
+            except Exception:
+                children = None
+            if depth >= MAX_MIME_DEPTH:
+                continue
+            if isinstance(children, list):
+                stack.extend(
+                    (child, depth + 1) for child in reversed(children) if isinstance(child, Message)
+                )
+            elif recoveries < MAX_RECOVERIES:
+                recoveries += 1
+                unsplit.append(part)
+                recovered = _recover_multipart(part)
+                if recovered is not None:
+                    stack.append((recovered, depth + 1))
+            continue
+        if content_type not in ("text/plain", "text/html"):
+            continue
+        disposition = _part_disposition(part, _Problems())
+        filename = _part_filename(part, _Problems())
+        if disposition == "attachment" or (filename and disposition != "inline"):
+            continue
+        (plain if content_type == "text/plain" else html).append(part)
+    return plain, html, unsplit
+
+
+def _body_text(msg: Message, limit: int) -> str:
+    plain, html, unsplit = _text_parts(msg)
+    candidates = [
+        *((part, False) for part in plain),
+        *((part, True) for part in html),
+        *((part, False) for part in unsplit),
+    ]
+    for part, is_html in candidates[:MAX_TEXT_CANDIDATES]:
+        text = _part_text(part, is_html, limit)
+        if text:
+            return text
+    return ""
+
+
+def body_text(raw: bytes, limit: int = BODY_TEXT_LIMIT) -> str:
+    """The human text of a message: its first text/plain part, else its first text/html part.
+
+    Parts disposed as attachments and attached messages are skipped. Transfer encodings and
+    charsets are decoded (leniently: unknown charsets as UTF-8, else Windows-1252), HTML is
+    reduced to its visible text with entities resolved, line endings become LF, control
+    characters are removed and the result is at most `limit` characters. Never raises: ""
+    where there is no readable text.
+    """
+    try:
+        data = bytes(raw)
+        if limit <= 0 or not data.strip():
+            return ""
+        head = _parse_head(data)
+        if not head.fields:
+            return ""
+        msg = _parse(data, head, False, _Problems())
+        return _body_text(msg, limit) if msg is not None else ""
+    except Exception:
+        return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Spam verdict and contact reference
+# --------------------------------------------------------------------------------------------
+
+_SPAM_VERDICT = re.compile(r"\s*(yes|no)\b", re.IGNORECASE)
+_SPAM_SCORE = re.compile(r"\b(?:score|hits)\s*=\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+_SUBJECT_REFERENCE = re.compile(r"\[#([0-9a-f]{8})\]", re.IGNORECASE)
+
+
+def _spam_verdict(fields: list[tuple[str, str]]) -> tuple[bool | None, str | None]:
+    """(spam, detail) from the topmost readable X-Spam-Flag or X-Spam-Status header.
+
+    The detail is the X-Spam-Status summary ("X-Spam-Status: Yes, score=7.2") when one agrees
+    with the verdict, else the header that gave it.
+    """
+    verdict: bool | None = None
+    flag_detail: str | None = None
+    statuses: list[tuple[bool, str]] = []
+    for name, value in fields:
+        lower = name.lower()
+        if lower not in ("x-spam-flag", "x-spam-status"):
+            continue
+        text = _clean(_plain(value[:2000]), 2000)
+        match = _SPAM_VERDICT.match(text)
+        if match is None:
+            continue
+        spam = match.group(1).lower() == "yes"
+        if lower == "x-spam-flag":
+            detail = f"X-Spam-Flag: {'YES' if spam else 'NO'}"
+            if verdict is None:
+                flag_detail = detail
+        else:
+            score = _SPAM_SCORE.search(text)
+            detail = f"X-Spam-Status: {'Yes' if spam else 'No'}"
+            statuses.append((spam, f"{detail}, score={score.group(1)}" if score else detail))
+        if verdict is None:
+            verdict = spam
+    if verdict is None:
+        return None, None
+    for spam, detail in statuses:
+        if spam == verdict:
+            return verdict, detail[:SPAM_DETAIL_LIMIT]
+    return verdict, (flag_detail or "")[:SPAM_DETAIL_LIMIT] or None
+
+
+def subject_reference(subject: str) -> str | None:
+    """The first contact reference `[#3F9A0C1B]` in a subject, upper case; None if none."""
+    try:
+        match = _SUBJECT_REFERENCE.search(subject)
+    except Exception:
+        return None
+    return match.group(1).upper() if match else None
+
+
+def _language(
+    msg: Message | None, subject: str, headers_only: bool, languages: Sequence[str]
+) -> str | None:
+    text = subject
+    if msg is not None and not headers_only:
+        text = f"{subject}\n{_body_text(msg, LANGUAGE_BODY_LIMIT)}"
+    return detect_language(text, languages)
+
+
 def analyse(
-    raw: bytes, *, own_addresses: Collection[str] = (), max_bytes: int | None = None
+    raw: bytes,
+    *,
+    own_addresses: Collection[str] = (),
+    max_bytes: int | None = None,
+    languages: Sequence[str] | None = None,
 ) -> Analysis:
     """A small summary of one raw email: addresses, subject, ids, attachments, automatic mail.
 
     `own_addresses` are the mailbox's own addresses (mail from them is automatic: a loop
     guard). `max_bytes` is the size limit above which the message is quarantined (its header
-    is still read; its body is not). Never raises; fallbacks and defects go to `problems`.
+    is still read; its body is not). `languages`, when given, are the language codes the
+    message's language is detected among (from its subject and the start of its body text);
+    when None, `language` stays None. Never raises; fallbacks and defects go to `problems`.
     """
     problems = _Problems()
     try:
-        return _fit(_analyse(bytes(raw), own_addresses, max_bytes, problems))
+        return _fit(_analyse(bytes(raw), own_addresses, max_bytes, languages, problems))
     except Exception as exc:  # not expected: every step has its own fallback
         problems.add(f"analysis failed: {_describe(exc)}")
         try:
@@ -906,7 +1223,11 @@ def analyse(
 
 
 def _analyse(
-    raw: bytes, own_addresses: Collection[str], max_bytes: int | None, problems: _Problems
+    raw: bytes,
+    own_addresses: Collection[str],
+    max_bytes: int | None,
+    languages: Sequence[str] | None,
+    problems: _Problems,
 ) -> Analysis:
     size = len(raw)
     if not raw.strip():
@@ -943,13 +1264,18 @@ def _analyse(
         attachments = _attachments(msg, problems)
 
     reasons = automatic_reasons(fields, sender.addr if sender else "", own_addresses=own_addresses)
+    subject = _clean(headers.text("Subject") or "", SUMMARY_TEXT_LIMIT)
+    spam, spam_detail = _spam_verdict(fields)
+    language: str | None = None
+    if languages is not None:
+        language = _language(msg, subject, quarantine_reason is not None, languages)
     return Analysis(
         sender=sender,
         reply_to=_addresses(headers.addresses("Reply-To")),
         to=_addresses(to_pairs),
         cc=_addresses(cc_pairs),
         recipients_total=len(to_pairs) + len(cc_pairs),
-        subject=_clean(headers.text("Subject") or "", SUMMARY_TEXT_LIMIT),
+        subject=subject,
         date=_date(headers),
         message_id=_first_msg_id(headers.values("message-id")),
         in_reply_to=_first_msg_id(headers.values("in-reply-to")),
@@ -959,6 +1285,10 @@ def _analyse(
         attachments=attachments,
         automatic=bool(reasons),
         automatic_reasons=reasons,
+        language=language,
+        spam=spam,
+        spam_detail=spam_detail,
+        reference=subject_reference(subject),
         problems=problems.items,
         quarantine_reason=quarantine_reason,
     )
@@ -992,3 +1322,16 @@ def _fit(analysis: Analysis) -> Analysis:
             update["problems"] = [*analysis.problems[: PROBLEM_LIMIT - 1], _TRIMMED]
         analysis = analysis.model_copy(update=update)
     return analysis
+
+
+def decoded_header_fields(raw: bytes, limit: int = 200) -> list[tuple[str, str]]:
+    """The top-level header fields as (name, decoded one-line value) pairs, at most `limit`
+    of them: what header conditions of rules look at. Never raises."""
+    try:
+        fields = _parse_head(bytes(raw)).fields[:limit]
+        return [
+            (name, _clean(_decode_words(_plain(value[:STRICT_HEADER_LIMIT])), STRICT_HEADER_LIMIT))
+            for name, value in fields
+        ]
+    except Exception:
+        return []

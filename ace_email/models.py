@@ -7,7 +7,7 @@ messages that stay on the mail server, and small summaries of them.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,7 @@ class ContactStatus(StrEnum):
     DELIVERED = "delivered"
     QUARANTINED = "quarantined"
     MISSING = "missing"
+    JOINED = "joined"
 
 
 class Model(BaseModel):
@@ -84,6 +85,14 @@ class Analysis(Model):
     attachments: list[Attachment] = []
     automatic: bool = False
     automatic_reasons: list[str] = []
+    language: str | None = Field(default=None, description="ISO 639-1 code; None if unsure")
+    spam: bool | None = Field(default=None, description="a spam header's verdict, if any")
+    spam_detail: str | None = None
+    reference: str | None = Field(
+        default=None, description="a contact reference [#REF] in the subject"
+    )
+    rule: str | None = Field(default=None, description="the rule that matched, or 'default'")
+    category: str | None = None
     problems: list[str] = []
     quarantine_reason: str | None = None
 
@@ -94,6 +103,20 @@ class Analysis(Model):
             if address.addr:
                 return address.addr
         return None
+
+
+class Routing(Model):
+    """What the account's rules made of one email: the first matching rule's actions."""
+
+    rule: str = Field(default="default", description="the rule's name, or 'default'")
+    queue: str
+    priority: int = 0
+    skills: list[str] = []
+    category: str | None = None
+    auto_reply_template: str | None = Field(
+        default=None, description="template of the automatic reply; None: no automatic reply"
+    )
+    quarantine_reason: str | None = None
 
 
 class AccountPolicy(Model):
@@ -118,6 +141,13 @@ class AccountPolicy(Model):
     smtp_timeout_seconds: float = 60.0
     own_addresses: list[str] = Field(
         default=[], description="addresses that never get an automatic reply (loop guard)"
+    )
+    auto_reply_period_hours: float = Field(
+        default=24.0, description="at most one automatic reply per sender in this period"
+    )
+    auto_reply_cap_per_hour: int = 100
+    follow_up_days: float = Field(
+        default=30.0, description="a delivered contact takes follow-ups for this long"
     )
 
 
@@ -163,11 +193,20 @@ class ContactInput(Model):
 class ClaimRequest(Model):
     ref: MessageRef
     policy: AccountPolicy
+    received_at: datetime | None = Field(
+        default=None, description="when the contact began: the clock that time rules read"
+    )
 
 
 class ClaimResult(Model):
     ref: MessageRef | None = Field(description="where the message is now; None if it vanished")
     analysis: Analysis | None = None
+    routing: Routing | None = None
+
+
+class ArchiveRequest(Model):
+    ref: MessageRef
+    archive_folder: str
 
 
 class SettleDuplicateRequest(Model):
@@ -184,6 +223,10 @@ class AutoReplyRequest(Model):
     subject: str
     original_message_id: str | None = None
     original_references: list[str] = []
+    template: str = "default"
+    language: str | None = None
+    queue: str = ""
+    sender_name: str = ""
 
 
 class AutoReplyResult(Model):
@@ -203,6 +246,47 @@ class DeliverResult(Model):
     resent_message_id: str
     archived: MessageRef | None = None
     already_delivered: bool = False
+
+
+class FollowUpQuery(Model):
+    """What names an earlier contact: our own Message-IDs, a [#REF], the customer's thread."""
+
+    account: str
+    contact_id: str = Field(description="the asking contact itself, never its own target")
+    sender: str
+    reference: str | None = None
+    message_ids: list[str] = []
+    within_days: float = 30.0
+
+
+class FollowUpTarget(Model):
+    contact_id: str
+    status: ContactStatus
+    running: bool
+    agent_id: str | None = None
+    agent_email: str | None = None
+    matched_by: str = ""
+
+
+class FollowUp(Model):
+    """Signal to an open contact: another email of its thread has arrived."""
+
+    contact_id: str
+    ref: MessageRef
+    sender: str = ""
+    subject: str = ""
+    automatic: bool = False
+    received_at: datetime | None = None
+
+
+class FollowUpNote(Model):
+    """What a contact shows of one follow-up email."""
+
+    contact_id: str
+    subject: str = ""
+    automatic: bool = False
+    received_at: datetime | None = None
+    delivered: bool = False
 
 
 class AssignRequest(Model):
@@ -230,9 +314,16 @@ class ContactState(Model):
     reference: str = ""
     agent: str | None = None
     agent_email: str | None = None
+    priority: int = 0
+    skills: list[str] = []
+    category: str | None = None
+    rule: str | None = None
+    language: str | None = None
     automatic: bool = False
     automatic_reasons: list[str] = []
     auto_reply: str = Field(default="", description="sent, or why not")
+    follow_ups: list[FollowUpNote] = []
+    joined_to: str | None = Field(default=None, description="the contact this email joined")
     quarantine_reason: str | None = None
     last_error: str | None = None
     message: MessageRef | None = None
@@ -255,3 +346,31 @@ class MailboxStatus(Model):
     last_success_at: datetime | None = None
     last_error: str | None = None
     stopping: bool = False
+
+
+class LedgerEntry(Model):
+    """One automatic reply reserved: for the per-sender and per-hour limits."""
+
+    contact_id: str
+    sender: str
+    at: datetime
+    keep_for: timedelta
+
+
+class LedgerInput(Model):
+    account: str
+    entries: list[LedgerEntry] = []
+    updates_per_run: int = Field(default=1000, description="continue-as-new after this many")
+
+
+class ReserveReplyRequest(Model):
+    account: str
+    contact_id: str
+    sender: str
+    per_sender_period: timedelta = timedelta(hours=24)
+    cap_per_hour: int = 100
+
+
+class ReserveReplyResult(Model):
+    allowed: bool
+    reason: str

@@ -1,4 +1,8 @@
-"""Custom search attributes that make contacts findable in the Temporal Web UI."""
+"""Custom search attributes that make contacts findable in the Temporal Web UI.
+
+They are also how ace-email finds an open contact for a follow-up (reference, Message-ID,
+sender), so every one of them is registered by `starter.py sync`.
+"""
 
 from __future__ import annotations
 
@@ -8,5 +12,10 @@ STATUS = SearchAttributeKey.for_keyword("AceStatus")
 ACCOUNT = SearchAttributeKey.for_keyword("AceAccount")
 QUEUE = SearchAttributeKey.for_keyword("AceQueue")
 AGENT = SearchAttributeKey.for_keyword("AceAgent")
+REFERENCE = SearchAttributeKey.for_keyword("AceReference")
+MESSAGE_ID = SearchAttributeKey.for_keyword("AceMessageId")
+SENDER = SearchAttributeKey.for_keyword("AceSender")
+CATEGORY = SearchAttributeKey.for_keyword("AceCategory")
+PRIORITY = SearchAttributeKey.for_int("AcePriority")
 
-ALL = (STATUS, ACCOUNT, QUEUE, AGENT)
+ALL = (STATUS, ACCOUNT, QUEUE, AGENT, REFERENCE, MESSAGE_ID, SENDER, CATEGORY, PRIORITY)

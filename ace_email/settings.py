@@ -14,6 +14,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -32,7 +33,23 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from ace_email.models import AccountPolicy
+from ace_email.language import DEFAULT_LANGUAGES
+from ace_email.models import AccountPolicy, Routing
+from ace_email.rules import (
+    NO_TEMPLATE,
+    Calendar,
+    MessageFacts,
+    OfficeHours,
+    QueueSettings,
+    RoutingDefaults,
+    Rule,
+    TimeZoneName,
+    evaluate,
+    rule_problems,
+    template_choice,
+    unknown,
+)
+from ace_email.templates import BUILTIN_TEMPLATES, TemplateError, TemplateSettings
 
 DEFAULT_CONFIG_PATH = Path("ace-email.toml")
 CONFIG_ENV_VAR = "ACE_EMAIL_CONFIG"
@@ -141,7 +158,29 @@ class AccountSettings(Section):
     address: EmailAddress
     return_address: EmailAddress | None = None
     queue: str = Field(default="default", min_length=1)
+    priority: int = 0
+    skills: list[Annotated[str, Field(min_length=1)]] = []
     auto_reply: bool = True
+    auto_reply_template: str = Field(
+        default="default", min_length=1, description=f'"{NO_TEMPLATE}": no automatic reply'
+    )
+    timezone: TimeZoneName = "UTC"
+    office_hours: OfficeHours | None = None
+    rules: list[Rule] = []
+    response_time: str = Field(
+        default="", max_length=200, description='told in automatic replies, e.g. "one working day"'
+    )
+    auto_reply_period_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="at most one automatic reply per sender in this period; 0: no such limit",
+    )
+    auto_reply_cap_per_hour: int = Field(
+        default=100, ge=0, description="at most this many automatic replies per hour"
+    )
+    follow_up_days: float = Field(
+        default=30.0, ge=0, description="a contact delivered to an agent takes follow-ups this long"
+    )
     max_message_mb: float = Field(default=40.0, gt=0)
     imap: ImapSettings
     smtp: SmtpSettings
@@ -149,6 +188,29 @@ class AccountSettings(Section):
     @property
     def reply_from(self) -> str:
         return self.return_address or self.address
+
+    @property
+    def calendar(self) -> Calendar:
+        return Calendar(zone=ZoneInfo(self.timezone), office_hours=self.office_hours)
+
+    @property
+    def routing_defaults(self) -> RoutingDefaults:
+        return RoutingDefaults(
+            queue=self.queue,
+            priority=self.priority,
+            skills=tuple(self.skills),
+            auto_reply_template=template_choice(self.auto_reply_template),
+        )
+
+    def routing(self, facts: MessageFacts) -> Routing:
+        """Where this account's rules send one email.
+
+        With `auto_reply = false` no email gets an automatic reply, whatever the rules say.
+        """
+        routing = evaluate(self.rules, self.routing_defaults, facts, self.calendar)
+        if not self.auto_reply and routing.auto_reply_template is not None:
+            return routing.model_copy(update={"auto_reply_template": None})
+        return routing
 
 
 class AgentSettings(Section):
@@ -163,6 +225,14 @@ class TemporalSettings(Section):
     task_queue: str = "ace-email"
 
 
+class AnalysisSettings(Section):
+    languages: list[Annotated[str, Field(pattern=r"^[a-z]{2}$")]] = Field(
+        default=list(DEFAULT_LANGUAGES),
+        min_length=1,
+        description="ISO 639-1 codes the language detector chooses among",
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration."""
 
@@ -174,8 +244,24 @@ class Settings(BaseSettings):
     )
 
     temporal: TemporalSettings = TemporalSettings()
+    queues: list[QueueSettings] = []
+    analysis: AnalysisSettings = AnalysisSettings()
+    templates: dict[str, TemplateSettings] = {}
     accounts: list[AccountSettings] = []
     agents: list[AgentSettings] = []
+
+    @field_validator("queues")
+    @classmethod
+    def _unique_queue_names(cls, queues: list[QueueSettings]) -> list[QueueSettings]:
+        _reject_duplicates("name", [q.name for q in queues])
+        return queues
+
+    @field_validator("templates")
+    @classmethod
+    def _template_names(cls, templates: dict[str, TemplateSettings]) -> dict[str, TemplateSettings]:
+        if NO_TEMPLATE in templates:
+            raise ValueError(f"{NO_TEMPLATE!r} is reserved: it means no automatic reply")
+        return templates
 
     @field_validator("accounts")
     @classmethod
@@ -188,6 +274,39 @@ class Settings(BaseSettings):
     def _unique_agent_ids(cls, agents: list[AgentSettings]) -> list[AgentSettings]:
         _reject_duplicates("id", [a.id for a in agents])
         return agents
+
+    @model_validator(mode="after")
+    def _names_are_known(self) -> Self:
+        queues = self.queue_names()
+        templates = self.template_names()
+        problems: list[str] = []
+        for index, account in enumerate(self.accounts):
+            where = f"accounts[{index}] ({account.name})"
+            template = account.auto_reply_template
+            if template != NO_TEMPLATE and template not in templates:
+                problems.append(
+                    f"{where}.auto_reply_template: {unknown('template', template, templates)}"
+                )
+            problems += [
+                f"{where}.{problem}"
+                for problem in rule_problems(
+                    account.rules,
+                    queues=queues,
+                    templates=templates,
+                    office_hours=account.office_hours is not None,
+                )
+            ]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def queue_names(self) -> list[str]:
+        """Every queue rules may name: the configured queues and each account's default."""
+        return sorted({q.name for q in self.queues} | {a.queue for a in self.accounts})
+
+    def template_names(self) -> list[str]:
+        """Every template an account or rule may name, besides "none"."""
+        return sorted(set(self.templates) | BUILTIN_TEMPLATES)
 
     @classmethod
     def settings_customise_sources(
@@ -239,6 +358,9 @@ class Settings(BaseSettings):
             imap_timeout_seconds=imap.timeout_seconds,
             smtp_timeout_seconds=account.smtp.timeout_seconds,
             own_addresses=self.own_addresses(),
+            auto_reply_period_hours=account.auto_reply_period_hours,
+            auto_reply_cap_per_hour=account.auto_reply_cap_per_hour,
+            follow_up_days=account.follow_up_days,
         )
 
 
@@ -276,15 +398,27 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         settings: Settings = from_file()
     except ValidationError as exc:
         raise ConfigError(_describe(chosen, exc)) from None
-    return settings
+    try:
+        templates = {
+            name: template.resolve_files(chosen.parent)
+            for name, template in settings.templates.items()
+        }
+    except TemplateError as exc:
+        raise ConfigError(f"{chosen}: templates: {exc}") from None
+    return settings.model_copy(update={"templates": templates})
 
 
 def _describe(path: Path, exc: ValidationError) -> str:
     """One line per fault: file, dotted key, what is wrong. Never echoes a secret's value."""
-    lines = [f"{path}: invalid configuration ({exc.error_count()} problem(s))"]
+    problems: list[str] = []
     for error in exc.errors(include_url=False, include_input=False):
-        key = _dotted(error["loc"])
-        lines.append(f"  {key}: {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")
+        if error["loc"]:
+            problems.append(f"{_dotted(error['loc'])}: {message}")
+        else:
+            problems += message.splitlines()
+    lines = [f"{path}: invalid configuration ({len(problems)} problem(s))"]
+    lines += [f"  {problem}" for problem in problems]
     return "\n".join(lines)
 
 
@@ -295,4 +429,4 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
         else:
             parts.append(item)
-    return ".".join(parts) or "(top level)"
+    return ".".join(parts)

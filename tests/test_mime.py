@@ -1,4 +1,4 @@
-"""Unit tests of ace_email.mime: content key, headline, analysis, automatic-mail detection.
+"""Unit tests of ace_email.mime: content key, headline, analysis, automatic mail, body text.
 
 Small fixtures written here cover the core cases on any machine; the corpus tests run every
 real-world message in ../shared/corpus (skipped where that folder is absent).
@@ -6,6 +6,7 @@ real-world message in ../shared/corpus (skipped where that folder is absent).
 
 from __future__ import annotations
 
+import base64
 import csv
 import time
 from dataclasses import dataclass
@@ -14,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from ace_email.mime import analyse, automatic_reasons, headline, message_key
+from ace_email.compose import LOOP_TOKEN
+from ace_email.ids import auto_reply_message_id, contact_reference, resent_message_id
+from ace_email.language import DEFAULT_LANGUAGES
+from ace_email.mime import (
+    analyse,
+    automatic_reasons,
+    body_text,
+    headline,
+    message_key,
+    subject_reference,
+)
 from ace_email.models import LIST_LIMIT, SUMMARY_TEXT_LIMIT, Analysis
 
 JSON_LIMIT = 16 * 1024
@@ -38,6 +49,7 @@ def assert_clean(analysis: Analysis) -> None:
         analysis.message_id or "",
         analysis.in_reply_to or "",
         analysis.quarantine_reason or "",
+        analysis.spam_detail or "",
         *analysis.references,
         *analysis.problems,
         *analysis.automatic_reasons,
@@ -750,6 +762,475 @@ def test_automatic_reasons_accepts_a_message_and_never_raises() -> None:
     assert automatic_reasons(b"\x00\xff garbage") == []
 
 
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("Precedence: list", "Precedence: list"),
+        (
+            "List-Unsubscribe: <https://example.org/u?x=1>",
+            "List-Unsubscribe: <https://example.org/u?x=1>",
+        ),
+        (
+            "X-Auto-Response-Suppress: DR, RN, NRN, OOF, AutoReply",
+            "X-Auto-Response-Suppress: DR, RN, NRN, OOF, AutoReply",
+        ),
+        (
+            "Content-Type: multipart/report; report-type=feedback-report; boundary=x",
+            "Content-Type: multipart/report (feedback-report)",
+        ),
+        (
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=x",
+            "Content-Type: multipart/report (delivery-status)",
+        ),
+    ],
+)
+def test_more_automatic_headers(header: str, expected: str) -> None:
+    raw = f"From: a@example.org\n{header}\nSubject: hello\n\nbody\n".encode()
+    assert automatic_reasons(raw) == [expected]
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Automatiskt svar: ditt ärende",
+        "Automatisk svar: din henvendelse",
+        "Ej levererat: ditt ärende",
+        "Olevererbart: ditt ärende",
+        "Nicht zustellbar: Ihre Anfrage",
+        "Unzustellbar: Ihre Anfrage",
+        "Absent(e) du bureau : votre demande",
+        "Absente du bureau",
+        "Non remis : votre demande",
+        "No se puede entregar: su consulta",
+        "Risposta automatica: la sua richiesta",
+        "Resposta automática: o seu pedido",
+        "Automaattinen vastaus: viestisi",
+        "Onbestelbaar: uw vraag",
+        "Non recapitabile: la sua richiesta",
+        "Kan ikke leveres: din henvendelse",
+    ],
+)
+def test_automatic_subjects_in_other_languages(subject: str) -> None:
+    reasons = automatic_reasons([("From", "x@example.org"), ("Subject", subject)])
+    assert len(reasons) == 1 and reasons[0].startswith("Subject starts with"), reasons
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Re: Automatiskt svar", "Svar: Ej levererat paket", "Nicht zustellbares Paket?"],
+)
+def test_human_subjects_in_other_languages_are_not_automatic(subject: str) -> None:
+    assert automatic_reasons([("From", "x@example.org"), ("Subject", subject)]) == []
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["newsalerts-noreply@example.org", "gmail-noreply@example.com", "billing.donotreply@x.se"],
+)
+def test_prefixed_no_reply_senders(sender: str) -> None:
+    local = sender.split("@")[0]
+    assert automatic_reasons([("Subject", "hi")], sender) == [f"sender: {local}"]
+
+
+@pytest.mark.parametrize("sender", ["juno.reply@example.org", "noreen@example.org", "reply@x.se"])
+def test_senders_like_no_reply_are_not_automatic(sender: str) -> None:
+    assert automatic_reasons([("Subject", "hi")], sender) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Own mail: ace-email's acknowledgements and resent messages
+# --------------------------------------------------------------------------------------------
+
+KEY = "0f" * 32
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    [
+        auto_reply_message_id("support", KEY, "support@example.com"),
+        resent_message_id("support", KEY, "agent-7", "support@example.com"),
+        resent_message_id("sales.se", KEY, "anna.berg", "sales@example.se"),
+    ],
+)
+def test_own_message_id_is_automatic(message_id: str) -> None:
+    raw = f"From: a@example.org\nMessage-ID: {message_id}\nSubject: hi\n\nbody\n".encode()
+    assert automatic_reasons(raw) == ["sent by ace-email (Message-ID)"]
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    ["<ace.notes@example.org>", "<ace.0f0f.followup.support@example.com>", "<x@ace.example>"],
+)
+def test_other_message_ids_are_not_own_mail(message_id: str) -> None:
+    raw = f"From: a@example.org\nMessage-ID: {message_id}\nSubject: hi\n\nbody\n".encode()
+    assert automatic_reasons(raw) == []
+
+
+def test_reply_to_own_mail_is_not_automatic() -> None:
+    own = auto_reply_message_id("support", KEY, "support@example.com")
+    raw = f"From: a@example.org\nIn-Reply-To: {own}\nReferences: {own}\nSubject: Re: x\n\nb\n"
+    assert automatic_reasons(raw.encode()) == []
+
+
+@pytest.mark.parametrize("value", [LOOP_TOKEN, LOOP_TOKEN.upper(), f"  {LOOP_TOKEN} "])
+def test_own_x_loop_is_automatic(value: str) -> None:
+    raw = f"From: a@example.org\nX-Loop: {value}\nSubject: hi\n\nbody\n".encode()
+    reasons = automatic_reasons(raw)
+    assert f"X-Loop: {value.strip()}" in reasons
+    assert "sent by ace-email (X-Loop)" in reasons
+
+
+def test_other_x_loop_is_automatic_but_not_own() -> None:
+    raw = b"From: a@example.org\nX-Loop: helpdesk@example.org\nSubject: hi\n\nbody\n"
+    assert automatic_reasons(raw) == ["X-Loop: helpdesk@example.org"]
+
+
+def test_own_acknowledgement_is_recognised() -> None:
+    reference = contact_reference(KEY)
+    raw = lf(f"""
+From: support@example.com
+To: alice@example.org
+Subject: Re: My order [#{reference}]
+Message-ID: {auto_reply_message_id("support", KEY, "support@example.com")}
+In-Reply-To: <plain-1@example.org>
+Auto-Submitted: auto-replied
+X-Auto-Response-Suppress: All
+X-Loop: {LOOP_TOKEN}
+Content-Type: text/plain; charset=utf-8
+
+Thank you for your email.
+""")
+    analysis = analyse(raw)
+    assert analysis.automatic
+    assert "sent by ace-email (Message-ID)" in analysis.automatic_reasons
+    assert "sent by ace-email (X-Loop)" in analysis.automatic_reasons
+    assert analysis.reference == reference
+
+
+# --------------------------------------------------------------------------------------------
+# body_text
+# --------------------------------------------------------------------------------------------
+
+HTML_ONLY = lf("""
+From: a@example.org
+Subject: html
+MIME-Version: 1.0
+Content-Type: text/html; charset=utf-8
+
+<html><head><title>Title text</title><style>p { color: red; }</style></head>
+<body><p>Hello&nbsp;there &amp; welcome,</p><script>alert("x")</script>
+<div>second<br>line &eacute;t&#233; &#x263A;</div><!-- a comment --></body></html>
+""")
+
+
+def test_body_text_plain() -> None:
+    assert body_text(PLAIN) == "Hello,\nmy order 1234 has not arrived yet.\n\nAlice"
+
+
+def test_body_text_prefers_plain_in_alternative_and_skips_attachments() -> None:
+    assert body_text(ATTACHMENTS) == "See attached."
+
+
+def test_body_text_html_only() -> None:
+    assert body_text(HTML_ONLY) == "Hello there & welcome,\n\nsecond\nline été ☺"
+
+
+def test_body_text_html_when_plain_is_an_attachment() -> None:
+    raw = lf("""
+From: a@example.org
+Subject: x
+Content-Type: multipart/mixed; boundary="b"
+
+--b
+Content-Type: text/plain; name="notes.txt"
+Content-Disposition: attachment; filename="notes.txt"
+
+attached notes
+--b
+Content-Type: text/html; charset=us-ascii
+
+<p>the body</p>
+--b--
+""")
+    assert body_text(raw) == "the body"
+
+
+def test_body_text_empty_plain_alternative_falls_back_to_html() -> None:
+    raw = lf("""
+From: a@example.org
+Subject: x
+Content-Type: multipart/alternative; boundary="b"
+
+--b
+Content-Type: text/plain; charset=utf-8
+
+
+--b
+Content-Type: text/html; charset=utf-8
+
+<p>only here</p>
+--b--
+""")
+    assert body_text(raw) == "only here"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/alternative",
+        "multipart/alternative; boundary=----=_Part.1",
+        'multipart/alternative; boundary="wrong"',
+    ],
+)
+def test_body_text_multipart_with_missing_or_wrong_boundary(content_type: str) -> None:
+    raw = lf(f"""
+From: a@example.org
+Subject: x
+Content-Type: {content_type}
+
+This is a multi-part message in MIME format.
+
+------=_Part.1
+Content-Type: text/plain; charset=iso-8859-1
+Content-Transfer-Encoding: quoted-printable
+
+Hej d=E5!
+
+------=_Part.1
+Content-Type: text/html
+
+<p>html</p>
+------=_Part.1--
+""")
+    assert body_text(raw) == "Hej då!"
+
+
+def test_body_text_unsplittable_multipart_gives_its_raw_text() -> None:
+    raw = b"From: a@example.org\nContent-Type: multipart/mixed\n\nJust some text.\n"
+    assert body_text(raw) == "Just some text."
+
+
+def test_body_text_does_not_enter_attached_messages() -> None:
+    raw = lf("""
+From: a@example.org
+Subject: x
+Content-Type: multipart/mixed; boundary="b"
+
+--b
+Content-Type: message/rfc822
+
+From: b@example.org
+Subject: inner
+
+inner text
+--b--
+""")
+    assert body_text(raw) == ""
+
+
+def test_body_text_quoted_printable() -> None:
+    raw = lf("""
+From: a@example.org
+Subject: qp
+Content-Type: text/plain; charset=iso-8859-1
+Content-Transfer-Encoding: quoted-printable
+
+Gr=FC=DFe aus K=F6ln, ein sehr langer Satz, der hier weich umbrochen =
+wird.
+""")
+    assert body_text(raw) == "Grüße aus Köln, ein sehr langer Satz, der hier weich umbrochen wird."
+
+
+def test_body_text_base64() -> None:
+    encoded = base64.encodebytes("Hej då, åäö!\r\nRad två.".encode()).decode()
+    raw = (
+        "From: a@example.org\nSubject: b64\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/alternative; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: base64\n\n"
+        f"{encoded}\n--b--\n"
+    ).encode()
+    assert body_text(raw) == "Hej då, åäö!\nRad två."
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected"),
+    [
+        ("text/plain; charset=x-unknown", "café".encode(), "café"),
+        ("text/plain; charset=x-unknown", "café".encode("cp1252"), "café"),
+        ("text/plain", "naïve".encode("cp1252"), "naïve"),
+        ("text/plain; charset=us-ascii", "Ünïcode".encode(), "Ünïcode"),
+        ("text/plain; charset=windows-1251", "Привет".encode("cp1251"), "Привет"),
+        ("text/plain; charset=utf-16", "hallå".encode("utf-16"), "hallå"),
+        ("text/plain; charset=rot13", b"plain", "plain"),
+        ("text/html", b'<meta charset="iso-8859-1"><p>fa\xe7ade</p>', "façade"),
+    ],
+)
+def test_body_text_charsets(content_type: str, body: bytes, expected: str) -> None:
+    raw = f"From: a@example.org\nSubject: c\nContent-Type: {content_type}\n\n".encode() + body
+    assert body_text(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff\xfe garbage",
+        b"From: a@example.org\nSubject: no body",
+        b"From: a@example.org\nContent-Type: multipart/mixed\n\n--x\n\nhi\n--x--\n",
+        b"From: a@example.org\nContent-Type: image/png\n\n\x89PNG",
+        b"From: a@example.org\nContent-Type: text/html\n\n<![if x<p>broken<",
+        nested_rfc822(1000),
+        b"From: a@example.org\nContent-Type: multipart/mixed; boundary=b\n\n"
+        + b"--b\nContent-Type: multipart/mixed; boundary=b\n\n" * 1000,
+    ],
+)
+def test_body_text_never_raises(raw: bytes) -> None:
+    assert isinstance(body_text(raw), str)
+
+
+def test_body_text_html_details() -> None:
+    html = (
+        "<!DOCTYPE html><HTML><BODY>before<SCRIPT type=x>var a = '<p>no</p>';</SCRIPT >"
+        "<svg viewBox='0 0 1 1'/>after<svg><text>drawn</text></svg>"
+        "<p title='a'>x &lt; y &gt z &#39;q&#39; 3 < 4</p><!-- hidden -->"
+        "<![CDATA[cdata]]><?php echo 1 ?><img src=x alt=image>end"
+    )
+    raw = f"From: a@example.org\nContent-Type: text/html\n\n{html}".encode()
+    assert body_text(raw) == "beforeafter\nx < y > z 'q' 3 < 4\nend"
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [b"<" * 2_000_000, b"<a " * 700_000, b"<!--" * 500_000, b"<![" * 600_000, b"</" * 1_000_000],
+    ids=["lt", "open-tag", "comment", "cdata", "end-tag"],
+)
+def test_body_text_hostile_html_is_fast(markup: bytes) -> None:
+    raw = b"From: a@example.org\nContent-Type: text/html\n\n" + markup
+    started = time.monotonic()
+    body_text(raw)
+    analyse(raw, languages=DEFAULT_LANGUAGES)
+    assert time.monotonic() - started < 3
+
+
+def test_body_text_broken_base64_and_controls() -> None:
+    raw = (
+        b"From: a@example.org\nContent-Type: text/plain; charset=utf-8\n"
+        b"Content-Transfer-Encoding: base64\n\naGVsbG8gd29ybGQ\x00!!\n"
+    )
+    text = body_text(raw)
+    assert text.startswith("hello wor")
+    assert not any(ord(c) < 32 and c not in "\n\t" for c in text)
+
+
+def test_body_text_limit() -> None:
+    raw = b"From: a@example.org\nSubject: big\n\n" + b"word " * 100_000
+    assert len(body_text(raw)) == 100_000
+    assert body_text(raw, limit=12) == "word word wo"
+    assert body_text(raw, limit=0) == ""
+    html = b"From: a@example.org\nContent-Type: text/html\n\n" + b"<b>word</b> " * 100_000
+    assert body_text(html, limit=50).startswith("word word") and len(body_text(html, 50)) <= 50
+
+
+# --------------------------------------------------------------------------------------------
+# Spam verdict, contact reference, language
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "spam", "detail"),
+    [
+        (["X-Spam-Flag: YES"], True, "X-Spam-Flag: YES"),
+        (["X-Spam-Flag: NO"], False, "X-Spam-Flag: NO"),
+        (
+            ["X-Spam-Status: Yes, score=7.2 required=5.0 tests=BAYES_99,\n\tHTML_MESSAGE"],
+            True,
+            "X-Spam-Status: Yes, score=7.2",
+        ),
+        (["X-Spam-Status: No, hits=-2.6 required=5.0"], False, "X-Spam-Status: No, score=-2.6"),
+        (["X-Spam-Status: no"], False, "X-Spam-Status: No"),
+        (
+            ["X-Spam-Flag: YES", "X-Spam-Status: Yes, score=12.0 required=5.0"],
+            True,
+            "X-Spam-Status: Yes, score=12.0",
+        ),
+        (["X-Spam-Status: maybe", "X-Spam-Flag: yes"], True, "X-Spam-Flag: YES"),
+        (["X-Spam-Flag: NO", "X-Spam-Status: Yes, score=9.0"], False, "X-Spam-Flag: NO"),
+        (["X-Spam-Level: *******"], None, None),
+        ([], None, None),
+    ],
+)
+def test_spam_verdict(headers: list[str], spam: bool | None, detail: str | None) -> None:
+    raw = "From: a@example.org\n" + "".join(f"{h}\n" for h in headers) + "Subject: s\n\nb\n"
+    analysis = analyse(raw.encode())
+    assert (analysis.spam, analysis.spam_detail) == (spam, detail)
+    assert_clean(analysis)
+
+
+def test_spam_detail_is_short() -> None:
+    raw = b"From: a@example.org\nX-Spam-Status: Yes, score=" + b"9" * 500 + b"\n\nb\n"
+    analysis = analyse(raw)
+    assert analysis.spam is True
+    assert analysis.spam_detail is not None and len(analysis.spam_detail) <= 80
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("Re: My order [#3F9A0C1B]", "3F9A0C1B"),
+        ("Re: My order [#3f9a0c1b]", "3F9A0C1B"),
+        ("[#00000000] first [#FFFFFFFF] second", "00000000"),
+        ("Re: Your ticket [#123]", None),
+        ("Re: [#3F9A0C1BX]", None),
+        ("Re: #3F9A0C1B", None),
+        ("Re: [#GHIJKLMN]", None),
+        ("", None),
+    ],
+)
+def test_subject_reference(subject: str, expected: str | None) -> None:
+    assert subject_reference(subject) == expected
+    raw = f"From: a@example.org\nSubject: {subject}\n\nb\n".encode()
+    assert analyse(raw).reference == expected
+
+
+def test_encoded_subject_reference() -> None:
+    raw = b"From: a@example.org\nSubject: =?utf-8?q?Re=3A_Best=C3=A4llning_=5B#ab12cd34=5D?=\n\nb\n"
+    assert analyse(raw).reference == "AB12CD34"
+
+
+def test_language_only_when_asked() -> None:
+    assert analyse(PLAIN).language is None
+    assert analyse(PLAIN, languages=DEFAULT_LANGUAGES).language == "en"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (HTML_ONLY, "en"),
+        (
+            lf("""
+From: a@example.org
+Subject: =?utf-8?q?Min_best=C3=A4llning?=
+Content-Type: text/plain; charset=utf-8
+
+Hej! Jag har fortfarande inte fått min beställning, kan ni hjälpa mig?
+"""),
+            "sv",
+        ),
+        (b"From: a@example.org\nSubject: Ihre Bestellung ist unterwegs\n\n", "de"),
+        (b"From: a@example.org\nSubject: 12345\n\n---\n", None),
+    ],
+)
+def test_language_detected_from_subject_and_body(raw: bytes, expected: str | None) -> None:
+    assert analyse(raw, languages=DEFAULT_LANGUAGES).language == expected
+
+
+def test_language_of_too_large_message_from_subject_only() -> None:
+    raw = b"From: a@example.org\nSubject: Wo ist meine Bestellung geblieben?\n\n" + b"x" * 500
+    analysis = analyse(raw, max_bytes=100, languages=DEFAULT_LANGUAGES)
+    assert analysis.quarantine_reason is not None
+    assert analysis.language == "de"
+
+
 # --------------------------------------------------------------------------------------------
 # Corpus of real-world mail
 # --------------------------------------------------------------------------------------------
@@ -810,4 +1291,4 @@ def test_corpus_automatic_recall(corpus: list[CorpusResult]) -> None:
         print(f"  detected, not labelled: {r.file}: {r.analysis.automatic_reasons}")
     for r in false_neg:
         print(f"  labelled, not detected: {r.file}")
-    assert recall >= 0.95, f"recall {recall:.3f} < 0.95: {[r.file for r in false_neg]}"
+    assert recall >= 0.98, f"recall {recall:.3f} < 0.98: {[r.file for r in false_neg]}"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from ace_email.models import Analysis
+from ace_email.rules import MessageFacts
 from ace_email.settings import ConfigError, load_settings
 from starter import main as starter_main
 from worker import main as worker_main
@@ -23,6 +26,52 @@ def test_example_config_loads_every_documented_key() -> None:
     assert account.smtp.port == 587
     assert [a.id for a in settings.agents] == ["alice", "bob"]
     assert settings.agents[1].email is None
+    assert [q.name for q in settings.queues] == ["support", "billing"]
+    assert (
+        account.priority == 0 and account.skills == [] and account.auto_reply_template == "default"
+    )
+    assert account.timezone == "Europe/Stockholm" and account.office_hours is not None
+    assert account.office_hours.days == ["mon", "tue", "wed", "thu", "fri"]
+    assert [r.name for r in account.rules][:3] == [
+        "Executables",
+        "Mailing lists",
+        "Invoices to billing",
+    ]
+    assert settings.queue_names() == ["billing", "support"]
+    assert settings.template_names() == ["billing", "default"]
+
+
+def _facts(
+    hour_utc: int = 10, headers: list[tuple[str, str]] | None = None, **analysis: object
+) -> MessageFacts:
+    return MessageFacts(
+        analysis=Analysis.model_validate(analysis),
+        received_at=datetime(2026, 3, 4, hour_utc, 0, tzinfo=UTC),
+        headers=headers or [],
+    )
+
+
+def test_example_rules_route_email() -> None:
+    account = load_settings(EXAMPLE).accounts[0]
+    invoice = account.routing(_facts(subject="Faktura 17"))
+    assert (invoice.rule, invoice.queue, invoice.priority) == ("Invoices to billing", "billing", 2)
+    assert invoice.skills == ["invoices"] and invoice.auto_reply_template == "billing"
+    exe = _facts(attachments=[{"filename": "setup.EXE"}], subject="invoice")
+    assert account.routing(exe).quarantine_reason == "executable attachment"
+    assert account.routing(_facts(headers=[("List-Id", "<x.lists>")])).auto_reply_template is None
+    urgent = {"sender": {"addr": "ceo@bigcustomer.com"}, "subject": "help"}
+    headers = [("X-Priority", "1")]
+    assert account.routing(_facts(20, headers, **urgent)).priority == 5
+    assert account.routing(_facts(10, headers, **urgent)).rule == "default"
+    assert account.routing(_facts(language="sv")).rule == "rules[4]"
+
+
+def test_auto_reply_off_means_no_template_whatever_the_rules_say(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(EXAMPLE.read_text().replace("auto_reply = true", "auto_reply = false"))
+    account = load_settings(config).accounts[0]
+    assert account.routing(_facts(subject="invoice")).auto_reply_template is None
+    assert account.routing(_facts()).auto_reply_template is None
 
 
 def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,6 +114,19 @@ def test_missing_password_and_unknown_key_and_duplicates(tmp_path: Path) -> None
     assert "one of password, password_env, password_file is required" in _bad(tmp_path, no_password)
     doubled = EXAMPLE.read_text() + '\n[[agents]]\nid = "alice"\n'
     assert "id 'alice' appears twice" in _bad(tmp_path, doubled)
+
+
+def test_queue_and_template_names(tmp_path: Path) -> None:
+    doubled = EXAMPLE.read_text() + '\n[[queues]]\nname = "billing"\n'
+    assert "queues: name 'billing' appears twice" in _bad(tmp_path, doubled)
+    reserved = EXAMPLE.read_text() + '\n[templates.none]\ntext.en = "x"\n'
+    assert "templates: 'none' is reserved" in _bad(tmp_path, reserved)
+    unknown = EXAMPLE.read_text().replace('queue = "billing"', 'queue = "biling"')
+    message = _bad(tmp_path, unknown)
+    assert message.endswith(
+        "(1 problem(s))\n  accounts[0] (support).rules[2].then.queue: "
+        "unknown queue 'biling' (known: billing, support)"
+    )
 
 
 def test_secrets_are_never_echoed(tmp_path: Path) -> None:
