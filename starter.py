@@ -6,6 +6,10 @@
     starter.py assign CONTACT AGENT        give a queued contact to an agent
     starter.py poll-now ACCOUNT            poll a mailbox now
     starter.py accounts [--json]           each mailbox's poll loop: last poll, last error, waiting
+    starter.py analyse FILE.eml [--account NAME] [--json]
+                                           what ace-email would make of an email: analysis,
+                                           the rule that matched, the automatic reply rendered;
+                                           sends and creates nothing, needs no Temporal
 
 Exit status 0 on success; 1 with one line on stderr for an unknown contact, account or agent,
 or a refused assignment; 2 for a bad configuration or an unreachable Temporal.
@@ -15,10 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email
+import email.policy
 import json
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -45,6 +53,7 @@ from ace_email.models import (
     MailboxInput,
     policy_digest,
 )
+from ace_email.preview import AnalysisPreview, preview
 from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect
 from workflows.contact import ContactWorkflow
@@ -63,7 +72,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
         ListSearchAttributesRequest(namespace=namespace)
     )
     missing = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
         for key in sa.ALL
         if key.name not in existing.custom_attributes
     }
@@ -238,6 +247,69 @@ async def accounts(client: Client, settings: Settings) -> list[dict[str, Any]]:
     return rows
 
 
+def analyse(settings: Settings, file: str, account: str | None, *, as_json: bool) -> str:
+    """The `analyse` command: a preview of one email; nothing is sent or created."""
+    if not settings.accounts:
+        raise Refused("the configuration has no accounts")
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as exc:
+        raise Refused(f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        result = preview(settings, account or settings.accounts[0].name, raw)
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+    except ValueError as exc:  # a template that does not render
+        raise Refused(f"the automatic reply cannot be rendered: {exc}") from None
+    if as_json:
+        return result.model_dump_json(indent=2, by_alias=True, exclude_none=True)
+    return _describe_preview(result)
+
+
+def _describe_preview(result: AnalysisPreview) -> str:
+    analysis, routing = result.analysis, result.routing
+    automatic = "yes: " + "; ".join(analysis.automatic_reasons) if analysis.automatic else "no"
+    lines = [
+        f"account:     {result.account}",
+        f"contact:     {result.contact_id}  [#{result.reference}]",
+        f"from:        {analysis.sender or '-'}",
+        f"subject:     {analysis.subject or '-'}",
+        f"language:    {analysis.language or 'unknown'}",
+        f"size:        {analysis.size} bytes, {len(analysis.attachments)} attachment(s)",
+        f"automatic:   {automatic}",
+    ]
+    if analysis.spam is not None:
+        lines.append(f"spam:        {'yes' if analysis.spam else 'no'} ({analysis.spam_detail})")
+    if result.follow_up_hint:
+        lines.append(f"follow-up:   {result.follow_up_hint}")
+    if analysis.quarantine_reason:
+        lines.append(f"quarantine:  {analysis.quarantine_reason}")
+    if routing is not None:
+        lines += [
+            f"rule:        {routing.rule}",
+            f"queue:       {routing.queue} (priority {routing.priority}, "
+            f"skills {', '.join(routing.skills) or '-'}, category {routing.category or '-'})",
+        ]
+    lines.append(f"auto-reply:  {result.auto_reply}")
+    if analysis.problems:
+        lines.append(f"problems:    {'; '.join(analysis.problems)}")
+    if result.auto_reply_message:
+        lines += ["", "----- the automatic reply -----", *_readable(result.auto_reply_message)]
+    return "\n".join(lines)
+
+
+def _readable(message_text: str) -> list[str]:
+    """An outgoing message as a person reads it: decoded headers, the plain-text part."""
+    message = email.message_from_string(message_text, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    lines = [f"{name}: {value}" for name, value in message.items()]
+    text = message.get_body(preferencelist=("plain",))
+    lines += ["", text.get_content().rstrip() if text is not None else "(no text part)"]
+    if message.get_body(preferencelist=("html",)) is not None:
+        lines += ["", "(with an HTML alternative; --json shows the whole message)"]
+    return lines
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="starter.py", description="ace-email account registry and operator scripts"
@@ -265,6 +337,12 @@ def _parser() -> argparse.ArgumentParser:
     polling.add_argument("account")
     account_list = commands.add_parser("accounts", help="show each mailbox's poll loop")
     account_list.add_argument("--json", action="store_true")
+    analysing = commands.add_parser(
+        "analyse", help="try an email against the rules and templates; sends nothing"
+    )
+    analysing.add_argument("file", help="a raw email (.eml)")
+    analysing.add_argument("--account", help="account whose rules apply (default: the first)")
+    analysing.add_argument("--json", action="store_true")
     return parser
 
 
@@ -272,8 +350,11 @@ async def main(argv: Sequence[str] | None = None, client: Client | None = None) 
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
-        client = client or await connect(settings.temporal)
-        output = await _run(args, client, settings)
+        if args.command == "analyse":
+            output = analyse(settings, args.file, args.account, as_json=args.json)
+        else:
+            client = client or await connect(settings.temporal)
+            output = await _run(args, client, settings)
     except Refused as exc:
         print(f"starter.py {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -19,9 +19,12 @@ from temporalio.worker import Worker
 
 from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect
+from activities.auto_reply_ledger import LedgerActivities
+from activities.follow_ups import FollowUpActivities
 from activities.imap_session import ImapPool
 from activities.mailbox import MailboxActivities
 from activities.outbound import OutboundActivities
+from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
 from workflows.contact import ContactWorkflow
 from workflows.mailbox import MailboxWorkflow
 
@@ -33,18 +36,23 @@ ACTIVITY_THREADS = 32
 def build_worker(
     client: Client, settings: Settings, pool: ImapPool, executor: ThreadPoolExecutor
 ) -> Worker:
-    mailbox = MailboxActivities(pool)
+    mailbox = MailboxActivities(pool, settings)
     outbound = OutboundActivities(settings, pool)
+    ledger = LedgerActivities(client, settings.temporal.task_queue)
+    follow_ups = FollowUpActivities(client, settings)
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[MailboxWorkflow, ContactWorkflow],
+        workflows=[MailboxWorkflow, ContactWorkflow, AutoReplyLedgerWorkflow],
         activities=[
             mailbox.poll_mailbox,
             mailbox.claim_message,
+            mailbox.archive_message,
             mailbox.settle_duplicate,
             outbound.send_auto_reply,
             outbound.deliver_to_agent,
+            ledger.reserve_auto_reply,
+            follow_ups.find_follow_up,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,

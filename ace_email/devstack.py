@@ -21,6 +21,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from temporalio.common import SearchAttributeIndexedValueType
+
 from ace_email import search_attributes as sa
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.samples import sample_messages
@@ -73,7 +75,8 @@ def start_temporal(data_dir: Path) -> subprocess.Popen[bytes]:
         *TEMPORAL_TUNING,
     ]
     for key in sa.ALL:
-        command += ["--search-attribute", f"{key.name}=Keyword"]
+        kind = "Int" if key.indexed_value_type == SearchAttributeIndexedValueType.INT else "Keyword"
+        command += ["--search-attribute", f"{key.name}={kind}"]
     log_file = (data_dir / "temporal.log").open("ab")
     return subprocess.Popen(
         command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True

@@ -7,6 +7,7 @@ idempotent: a retry after a crash finds the message where the previous try left 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -15,6 +16,7 @@ from ace_email import mime
 from ace_email.models import (
     AccountPolicy,
     Analysis,
+    ArchiveRequest,
     ClaimRequest,
     ClaimResult,
     MailboxCursor,
@@ -22,9 +24,11 @@ from ace_email.models import (
     MessageRef,
     PollRequest,
     PollResult,
+    Routing,
     SettleDuplicateRequest,
 )
-from ace_email.settings import ConfigError
+from ace_email.rules import MessageFacts
+from ace_email.settings import AccountSettings, ConfigError, Settings
 from activities.imap_session import (
     Fetched,
     ImapError,
@@ -51,8 +55,9 @@ def as_activity_error(exc: Exception) -> ApplicationError:
 class MailboxActivities:
     """IMAP work for the mailbox and contact workflows."""
 
-    def __init__(self, pool: ImapPool) -> None:
+    def __init__(self, pool: ImapPool, settings: Settings) -> None:
         self._pool = pool
+        self._settings = settings
 
     @activity.defn
     def poll_mailbox(self, request: PollRequest) -> PollResult:
@@ -67,8 +72,27 @@ class MailboxActivities:
     def claim_message(self, request: ClaimRequest) -> ClaimResult:
         """Analyse the message and move it out of the inbox: to processing, or quarantine."""
         try:
+            account = self._settings.account(request.ref.account)
             with self._pool.session(request.ref.account) as session:
-                return _claim(session, request)
+                return _claim(session, request, account, self._settings.analysis.languages)
+        except (ImapError, ConfigError, OSError, EOFError) as exc:
+            raise as_activity_error(exc) from None
+
+    @activity.defn
+    def archive_message(self, request: ArchiveRequest) -> MessageRef | None:
+        """Move a claimed message to the archive (once: a retry finds it there already)."""
+        ref = request.ref
+        try:
+            with self._pool.session(ref.account) as session:
+                found = locate(session, ref, [ref.folder, request.archive_folder])
+                if found is None:
+                    log.warning("%s: message uid %s to archive is gone", ref.account, ref.uid)
+                    return None
+                where = found[0]
+                if where.folder == request.archive_folder:
+                    return where
+                session.select(where.folder)
+                return move(session, where, request.archive_folder)
         except (ImapError, ConfigError, OSError, EOFError) as exc:
             raise as_activity_error(exc) from None
 
@@ -186,24 +210,67 @@ def move(session: ImapSession, ref: MessageRef, folder: str) -> MessageRef:
     return found[0] if found else moved
 
 
-def _claim(session: ImapSession, request: ClaimRequest) -> ClaimResult:
+def _claim(
+    session: ImapSession, request: ClaimRequest, account: AccountSettings, languages: list[str]
+) -> ClaimResult:
     ref, policy = request.ref, request.policy
     found = locate(session, ref, [ref.folder, policy.processing_folder, policy.quarantine_folder])
     if found is None:
         return ClaimResult(ref=None)
     where, raw = found
-    analysis = _analyse(raw, where, policy)
+    analysis = _analyse(raw, where, policy, languages)
+    routing: Routing | None = None
+    if analysis.quarantine_reason is None:
+        routing = _route(raw, analysis, account, request.received_at)
+        analysis = analysis.model_copy(
+            update={
+                "rule": routing.rule,
+                "category": routing.category,
+                "quarantine_reason": (
+                    f"rule '{routing.rule}': {routing.quarantine_reason}"
+                    if routing.quarantine_reason
+                    else None
+                ),
+            }
+        )
     if where.folder != policy.inbox_folder:
-        return ClaimResult(ref=where, analysis=analysis)
+        return ClaimResult(ref=where, analysis=analysis, routing=routing)
     session.select(where.folder)
     target = policy.quarantine_folder if analysis.quarantine_reason else policy.processing_folder
-    return ClaimResult(ref=move(session, where, target), analysis=analysis)
+    return ClaimResult(ref=move(session, where, target), analysis=analysis, routing=routing)
 
 
-def _analyse(raw: bytes, ref: MessageRef, policy: AccountPolicy) -> Analysis:
+def _route(
+    raw: bytes, analysis: Analysis, account: AccountSettings, received_at: datetime | None
+) -> Routing:
+    """The account's rules applied; a rule that cannot be evaluated routes to the default."""
+    facts = MessageFacts(
+        analysis=analysis,
+        received_at=received_at or datetime.now(UTC),
+        body=mime.body_text(raw),
+        headers=mime.decoded_header_fields(raw),
+    )
+    try:
+        return account.routing(facts)
+    except Exception as exc:  # a rule bug must not wedge the contact: route by default
+        log.exception("%s: rules failed on %s", account.name, analysis.message_id)
+        defaults = account.routing_defaults
+        return Routing(
+            rule=f"default (rules failed: {type(exc).__name__})",
+            queue=defaults.queue,
+            priority=defaults.priority,
+            skills=list(defaults.skills),
+            auto_reply_template=defaults.auto_reply_template if account.auto_reply else None,
+        )
+
+
+def _analyse(raw: bytes, ref: MessageRef, policy: AccountPolicy, languages: list[str]) -> Analysis:
     try:
         return mime.analyse(
-            raw, own_addresses=policy.own_addresses, max_bytes=policy.max_message_bytes
+            raw,
+            own_addresses=policy.own_addresses,
+            max_bytes=policy.max_message_bytes,
+            languages=languages,
         )
     except Exception as exc:  # a parser bug must not wedge the contact: keep the mail safe
         log.exception("%s: analysis of uid %s failed", ref.account, ref.uid)

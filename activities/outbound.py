@@ -17,8 +17,9 @@ import aiosmtplib
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ace_email import ids
-from ace_email.compose import build_auto_reply, build_resent
+from ace_email import ids, mime
+from ace_email.auto_reply import ReplyParts, compose_auto_reply
+from ace_email.compose import build_resent
 from ace_email.models import (
     AutoReplyRequest,
     AutoReplyResult,
@@ -27,6 +28,7 @@ from ace_email.models import (
     MessageRef,
 )
 from ace_email.settings import AccountSettings, ConfigError, Security, Settings
+from ace_email.templates import template_named
 from activities.imap_session import ImapError, ImapPool, ImapSession, is_loopback, quote_string
 from activities.mailbox import as_activity_error, locate, move
 
@@ -43,27 +45,45 @@ class OutboundActivities:
         """Send the acknowledgement once: the Sent folder is the record, checked first."""
         policy = request.policy
         message_id = ids.auto_reply_message_id(policy.name, request.ref.key, policy.return_address)
-        raw = build_auto_reply(
-            from_address=policy.return_address,
-            to_address=request.to,
-            subject=request.subject,
-            reference=request.contact_ref,
-            message_id=message_id,
-            date=datetime.now(UTC),
-            in_reply_to=request.original_message_id,
-            references=request.original_references,
-        )
         try:
             account = self._settings.account(policy.name)
+            template = template_named(request.template, self._settings.templates)
             async with smtp_connection(account) as smtp, self._pool.lease(policy.name) as session:
                 if await asyncio.to_thread(_in_folder, session, policy.sent_folder, message_id):
                     return AutoReplyResult(message_id=message_id, sent=False)
+                original = None
+                if template.quote != "none":
+                    original = await asyncio.to_thread(_original_text, session, request)
+                raw = compose_auto_reply(
+                    account,
+                    self._settings.templates,
+                    request.template,
+                    ReplyParts(
+                        to=request.to,
+                        sender_name=request.sender_name,
+                        subject=request.subject,
+                        reference=request.contact_ref,
+                        queue=request.queue,
+                        language=request.language,
+                        message_id=message_id,
+                        in_reply_to=request.original_message_id,
+                        references=request.original_references,
+                    ),
+                    date=datetime.now(UTC),
+                    original_text=original,
+                )
                 await send(
                     smtp, account, sender=policy.return_address, recipient=request.to, raw=raw
                 )
                 await asyncio.to_thread(session.append, policy.sent_folder, raw)
         except (ImapError, ConfigError, OSError, EOFError) as exc:
             raise as_activity_error(exc) from None
+        except ValueError as exc:  # a template that cannot render, an unusable address
+            raise ApplicationError(
+                f"{policy.name}: automatic reply with template {request.template!r}: {exc}",
+                type="TemplateError",
+                non_retryable=True,
+            ) from None
         return AutoReplyResult(message_id=message_id, sent=True)
 
     @activity.defn
@@ -169,6 +189,14 @@ async def smtp_connection(account: AccountSettings) -> AsyncIterator[aiosmtplib.
     finally:
         with suppress(Exception):
             await client.quit()
+
+
+def _original_text(session: ImapSession, request: AutoReplyRequest) -> str | None:
+    """The customer's text, for a template that quotes it; None if the message is gone."""
+    policy = request.policy
+    folders = [request.ref.folder, policy.processing_folder, policy.archive_folder]
+    found = locate(session, request.ref, folders)
+    return mime.body_text(found[1]) if found else None
 
 
 async def send(

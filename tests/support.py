@@ -159,9 +159,14 @@ def account_settings(
     task_queue: str,
     auto_reply: bool = True,
     poll_interval: float = 0.5,
+    account_extra: dict[str, object] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Settings:
+    """One account on the test's mail stack; `account_extra` and `extra` add keys (rules,
+    templates, queues) to the account and the top level."""
     return Settings.model_validate(
-        {
+        (extra or {})
+        | {
             "temporal": {
                 "address": temporal_address,
                 "namespace": namespace,
@@ -190,6 +195,7 @@ def account_settings(
                         "timeout_seconds": 5,
                     },
                 }
+                | (account_extra or {})
             ],
             "agents": [
                 {"id": "alice", "name": "Alice Andersson", "email": AGENT_EMAIL},
@@ -216,6 +222,7 @@ def write_config(path: Path, settings: Settings, password_env: str | None = None
             f'return_address = "{account.reply_from}"',
             f'queue = "{account.queue}"',
             f"auto_reply = {'true' if account.auto_reply else 'false'}",
+            f"auto_reply_period_hours = {account.auto_reply_period_hours}",
             "",
             "[accounts.imap]",
             f'host = "{account.imap.host}"',

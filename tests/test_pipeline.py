@@ -121,7 +121,10 @@ async def _rows_with_status(pipeline: Pipeline, status: str) -> list[dict[str, o
 async def test_same_email_twice_is_one_contact_and_shared_message_id_is_two(
     pipeline: Pipeline,
 ) -> None:
+    """With no per-sender limit, each distinct email is answered once, the copy not at all."""
     mail = pipeline.mail
+    account = pipeline.settings.accounts[0].model_copy(update={"auto_reply_period_hours": 0.0})
+    pipeline.settings.accounts[0] = account
     await sync(pipeline.client, pipeline.settings)
     twice = make_message("Same twice")
     shared_id = "<shared-id@example.org>"

@@ -75,8 +75,9 @@ def crash_settings(settings: Settings) -> Settings:
     account = settings.accounts[0]
     imap = account.imap.model_copy(update={"timeout_seconds": 2.0})
     smtp = account.smtp.model_copy(update={"timeout_seconds": 2.0})
+    every_email_answered = {"imap": imap, "smtp": smtp, "auto_reply_period_hours": 0.0}
     return settings.model_copy(
-        update={"accounts": [account.model_copy(update={"imap": imap, "smtp": smtp})]}
+        update={"accounts": [account.model_copy(update=every_email_answered)]}
     )
 
 

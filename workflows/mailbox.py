@@ -179,6 +179,12 @@ class MailboxWorkflow:
                         SearchAttributePair(sa.STATUS, ContactStatus.RECEIVED.value),
                         SearchAttributePair(sa.ACCOUNT, self._policy.name),
                         SearchAttributePair(sa.QUEUE, self._policy.queue),
+                        SearchAttributePair(sa.REFERENCE, ids.contact_reference(ref.key)),
+                        *(
+                            [SearchAttributePair(sa.MESSAGE_ID, ref.message_id[:500])]
+                            if ref.message_id
+                            else []
+                        ),
                     ]
                 ),
             )

@@ -41,6 +41,14 @@ SMTP_RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT_FAULTS,
 )
 
+LEDGER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=PERMANENT_FAULTS,
+)
+LEDGER_TIMEOUT = timedelta(seconds=30)
+
 AUTO_REPLY_GIVE_UP = timedelta(hours=24)
 POLL_BACKOFF_MAX = timedelta(minutes=5)
 ASSIGN_ANSWER_WAIT = timedelta(seconds=30)

@@ -1,0 +1,120 @@
+"""What ace-email would make of one email, without sending or creating anything.
+
+The same analysis, rules and templates as the worker, on a file: for trying a rule or a
+template before it goes live (`starter.py analyse FILE.eml`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+
+from ace_email import ids, mime
+from ace_email.auto_reply import ReplyParts, compose_auto_reply, decide_auto_reply
+from ace_email.models import Analysis, Routing
+from ace_email.rules import MessageFacts
+from ace_email.settings import Settings
+
+
+class AnalysisPreview(BaseModel):
+    account: str
+    contact_id: str
+    reference: str
+    analysis: Analysis
+    routing: Routing | None
+    auto_reply: str
+    auto_reply_message: str | None = None
+    follow_up_hint: str | None = None
+
+
+def preview(
+    settings: Settings, account_name: str, raw: bytes, received_at: datetime | None = None
+) -> AnalysisPreview:
+    """Analyse, route and render the automatic reply of `raw` for one account. Raises
+    ConfigError for an unknown account; never sends."""
+    account = settings.account(account_name)
+    policy = settings.policy(account)
+    received_at = received_at or datetime.now(UTC)
+    analysis = mime.analyse(
+        raw,
+        own_addresses=policy.own_addresses,
+        max_bytes=policy.max_message_bytes,
+        languages=settings.analysis.languages,
+    )
+    key = mime.message_key(raw)
+    reference = ids.contact_reference(key)
+    routing: Routing | None = None
+    if analysis.quarantine_reason is None:
+        routing = account.routing(
+            MessageFacts(
+                analysis=analysis,
+                received_at=received_at,
+                body=mime.body_text(raw),
+                headers=mime.decoded_header_fields(raw),
+            )
+        )
+        reason = routing.quarantine_reason
+        analysis = analysis.model_copy(
+            update={
+                "rule": routing.rule,
+                "category": routing.category,
+                "quarantine_reason": f"rule '{routing.rule}': {reason}" if reason else None,
+            }
+        )
+    hint = _follow_up_hint(analysis)
+    if analysis.quarantine_reason:
+        outcome, message = f"not sent: quarantined ({analysis.quarantine_reason})", None
+    else:
+        decision = decide_auto_reply(policy, analysis, routing)
+        outcome, message = decision.reason, None
+        if decision.to is not None and decision.template is not None:
+            outcome = (
+                f"would be sent to {decision.to} with template '{decision.template}' "
+                "(unless the per-sender or hourly limit, or an open contact, stops it)"
+            )
+            reply = compose_auto_reply(
+                account,
+                settings.templates,
+                decision.template,
+                ReplyParts(
+                    to=decision.to,
+                    sender_name=analysis.sender.name if analysis.sender else "",
+                    subject=analysis.subject,
+                    reference=reference,
+                    queue=routing.queue if routing else account.queue,
+                    language=analysis.language,
+                    message_id=ids.auto_reply_message_id(account.name, key, account.reply_from),
+                    in_reply_to=analysis.message_id,
+                    references=analysis.references,
+                ),
+                date=received_at,
+                original_text=mime.body_text(raw),
+            )
+            message = reply.decode("utf-8", "replace")
+    return AnalysisPreview(
+        account=account.name,
+        contact_id=ids.contact_workflow_id(account.name, key),
+        reference=reference,
+        analysis=analysis,
+        routing=routing,
+        auto_reply=outcome,
+        auto_reply_message=message,
+        follow_up_hint=hint,
+    )
+
+
+def _follow_up_hint(analysis: Analysis) -> str | None:
+    """Whether the live system would look for an open contact to join."""
+    names: list[str] = []
+    if analysis.reference:
+        names.append(f"the reference [#{analysis.reference}]")
+    thread = [*analysis.references, *([analysis.in_reply_to] if analysis.in_reply_to else [])]
+    if thread:
+        names.append(f"{len(dict.fromkeys(thread))} earlier Message-ID(s)")
+    if not names:
+        return None
+    return (
+        f"names {' and '.join(names)}: joins that contact if it is open, "
+        "instead of becoming a new one"
+    )
