@@ -113,6 +113,7 @@ async def main(emails: int, poll_interval: float) -> None:
             namespace="default",
             task_queue="ace-email-bench",
             poll_interval=poll_interval,
+            account_extra={"auto_reply_period_hours": 0},  # every email answered: one sender
         )
         pool = ImapPool(settings)
         replies = recorded = 0
