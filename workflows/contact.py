@@ -353,8 +353,12 @@ class ContactWorkflow:
             self._state = self._state.model_copy(update={"message": archived})
 
     async def _deliver_follow_ups(self) -> None:
-        """Follow-ups of a contact delivered to an agent's address go to that agent too."""
+        """Follow-ups of a contact delivered to an agent's address go to that agent too.
+
+        Called once the contact has left the queue. One closed in the built-in interface keeps
+        its follow-ups where they are (recorded on it, their messages in processing)."""
         if self._state.status is not ContactStatus.DELIVERED:
+            self._follow_ups.clear()
             return
         agent, email = self._state.agent, self._state.agent_email
         while self._follow_ups and agent and email:
