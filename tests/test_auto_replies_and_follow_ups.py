@@ -9,6 +9,7 @@ from email.message import Message
 import pytest
 from temporalio.client import Client
 
+from ace_email.ids import ledger_workflow_id
 from ace_email.models import (
     ContactState,
     ContactStatus,
@@ -19,6 +20,7 @@ from ace_email.models import (
 from ace_email.settings import Settings
 from starter import Refused, assign, contact_state, sync
 from tests.conftest import Pipeline
+from tests.recording import record_history
 from tests.support import (
     AGENT_EMAIL,
     CUSTOMER,
@@ -143,6 +145,8 @@ async def test_answer_to_the_automatic_reply_joins_the_contact_without_a_second_
     delivered = await eventually(both_delivered)
     assert {m["X-Ace-Contact"] for m in delivered} == {first.id}
     assert len(await mail.messages(CUSTOMER)) == 1
+    await record_history(client, first.id, "contact_with_follow_up_delivered")
+    await record_history(client, joined.id, "contact_joined")
 
 
 async def test_follow_up_after_delivery_goes_to_the_same_agent(pipeline: Pipeline) -> None:
@@ -164,6 +168,8 @@ async def test_follow_up_after_delivery_goes_to_the_same_agent(pipeline: Pipelin
 
     await eventually(both_delivered)
     assert len(await mail.messages(CUSTOMER)) == 1
+    await record_history(client, first.id, "contact_follow_up_after_delivery")
+    await record_history(client, ledger_workflow_id(pipeline.account), "auto_reply_ledger")
 
 
 @pytest.mark.xfail(

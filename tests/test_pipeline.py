@@ -9,7 +9,6 @@ import json
 import os
 from email.message import Message
 from email.policy import default as default_policy
-from pathlib import Path
 
 import pytest
 from imap_tools import MailBoxUnencrypted
@@ -19,13 +18,12 @@ from ace_email import ids, mime
 from ace_email.models import ContactState, ContactStatus, MailboxCursor, MailboxInput
 from starter import assign, contact_state, list_contacts, sync
 from tests.conftest import Pipeline
+from tests.recording import record_history
 from tests.support import AGENT_EMAIL, CUSTOMER, PASSWORD, eventually, make_message
 from workflows.contact import ContactWorkflow
 from workflows.mailbox import MailboxWorkflow
 
 pytestmark = pytest.mark.e2e
-
-HISTORIES = Path(__file__).parent / "histories"
 
 
 def contact_id_of(pipeline: Pipeline, raw: bytes) -> str:
@@ -104,10 +102,7 @@ async def test_email_becomes_contact_is_acknowledged_assigned_and_delivered(
     assert await mail.messages(mail.support, "Processing") == []
     assert len(await mail.messages(mail.support, "Archive")) == 1
 
-    if os.environ.get("ACE_RECORD_HISTORIES"):
-        history = await pipeline.client.get_workflow_handle(contact_id).fetch_history()
-        HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / "contact_delivered.json").write_text(history.to_json())
+    await record_history(pipeline.client, contact_id, "contact_delivered")
 
     rows = await eventually(lambda: _rows_with_status(pipeline, "delivered"))
     assert rows[0]["id"] == contact_id and rows[0]["agent"] == "alice"

@@ -1,5 +1,6 @@
-"""Recorded ContactWorkflow histories replay against today's code: a change that would break
-contacts in flight fails here, before a deploy. Re-record with ACE_RECORD_HISTORIES=1."""
+"""Recorded histories replay against today's code: a change that would break workflows in
+flight fails here, before a deploy. Histories of earlier versions stay (their names say which);
+record today's with ACE_RECORD_HISTORIES=1 (see tests/recording.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
 from workflows.contact import ContactWorkflow
 from workflows.mailbox import MailboxWorkflow
 
@@ -23,7 +25,8 @@ def test_histories_are_recorded() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(
-        workflows=[ContactWorkflow, MailboxWorkflow], data_converter=pydantic_data_converter
+        workflows=[ContactWorkflow, MailboxWorkflow, AutoReplyLedgerWorkflow],
+        data_converter=pydantic_data_converter,
     )
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     await replayer.replay_workflow(history)
