@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -46,6 +47,23 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted)
 
 
+def ensure_company_mail() -> None:
+    """Dovecot and Postfix for the tests against the company mail stack: installed here when
+    missing and this is root on Debian; otherwise those tests are skipped and say why."""
+    from companymail import stack
+
+    reason = stack.unavailable_reason()
+    if reason is None or os.geteuid() != 0 or not shutil.which("apt-get"):
+        if reason is not None:
+            print(f"the tests against Dovecot and Postfix are skipped: {reason}", flush=True)
+        return
+    print("installing Dovecot and Postfix for the tests (apt-get) ...", flush=True)
+    try:
+        stack.install()
+    except (stack.CompanyMailError, subprocess.CalledProcessError, OSError) as exc:
+        print(f"the tests against Dovecot and Postfix are skipped: {exc}", flush=True)
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
     if command not in ("run", "test"):
@@ -55,6 +73,7 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     if command == "run":
         return subprocess.call([str(PYTHON), "-m", "ace_email.devstack", *argv[1:]])
+    ensure_company_mail()
     checks = [
         [str(PYTHON), "-m", "ruff", "check", "."],
         [str(PYTHON), "-m", "ruff", "format", "--check", "."],

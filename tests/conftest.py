@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +15,18 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from ace_email import search_attributes as sa
+from ace_email.codec import EncryptionCodec, new_key_text, parse_keyring
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.settings import Settings
+from ace_email.temporal import encrypted_converter
 from activities.imap_session import ImapPool
+from companymail import stack as companymail
+from companymail.stack import CompanyMail
 from tests.support import AGENT_EMAIL, CUSTOMER, PASSWORD, MailStack, account_settings, free_port
 from worker import ACTIVITY_THREADS, build_worker
 
@@ -36,11 +44,23 @@ DEV_SERVER_ARGS = [
 ]
 
 
+def session_converter() -> DataConverter:
+    """Plain pydantic payloads; with ACE_TEST_ENCRYPTED=1 every payload is encrypted with a key
+    made for this session, which worker.py and starter.py processes get from the environment."""
+    if not os.environ.get("ACE_TEST_ENCRYPTED"):
+        return pydantic_data_converter
+    key = new_key_text()
+    os.environ["ACE_TEST_PAYLOAD_KEY"] = key
+    os.environ["ACE_EMAIL_TEMPORAL__ENCRYPTION__KEY_ID"] = "test"
+    os.environ["ACE_EMAIL_TEMPORAL__ENCRYPTION__KEY_ENV"] = "ACE_TEST_PAYLOAD_KEY"
+    return encrypted_converter(EncryptionCodec(parse_keyring(key, "test"), "test"))
+
+
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI),
-        data_converter=pydantic_data_converter,
+        data_converter=session_converter(),
         search_attributes=sa.ALL,
         dev_server_extra_args=DEV_SERVER_ARGS,
         ip="127.0.0.1",
@@ -62,11 +82,45 @@ def client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
 
 
-@pytest.fixture
-async def mail(tmp_path: Path) -> AsyncIterator[MailStack]:
+MAIL_USERS = ("support@example.com", CUSTOMER, AGENT_EMAIL)
+
+
+@pytest.fixture(scope="session")
+def company_mail() -> Iterator[CompanyMail]:
+    """One Dovecot + Postfix pair for the session (fresh mailboxes per test). Its directory is
+    not under pytest's base temp, which only root may enter: Dovecot and Postfix work in it as
+    the `mail`, `dovecot` and `postfix` users."""
+    reason = companymail.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("COMPANYMAIL_REQUIRED"):
+            pytest.fail(f"the company mail stack (Dovecot + Postfix) is required: {reason}")
+        pytest.skip(f"the company mail stack (Dovecot + Postfix) cannot run: {reason}")
+    companymail.stop_abandoned(Path(tempfile.gettempdir()), "ace-companymail-")
+    directory = Path(tempfile.mkdtemp(prefix="ace-companymail-"))
+    ports = companymail.Ports(imap=free_port(), smtp=free_port(), lmtp=free_port())
+    users = [companymail.User(address, PASSWORD) for address in MAIL_USERS]
+    try:
+        with CompanyMail(directory, ports, users) as stack:
+            yield stack
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(params=["embedded", "company"])
+async def mail(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MailStack]:
+    """The mail servers of an end-to-end test: the embedded one, and the company's Dovecot and
+    Postfix. A test marked `embedded_only` runs on the embedded one alone."""
+    support = MAIL_USERS[0]
+    if request.param == "company":
+        if request.node.get_closest_marker("embedded_only"):
+            pytest.skip("embedded mail server only")
+        company: CompanyMail = request.getfixturevalue("company_mail")
+        company.new_mailboxes(uuid.uuid4().hex)
+        ports = company.ports
+        yield MailStack(None, ports.imap, ports.smtp, support, company=company)
+        return
     imap_port, smtp_port = free_port(), free_port()
-    support = "support@example.com"
-    users = [MailUser(address, PASSWORD) for address in (support, CUSTOMER, AGENT_EMAIL)]
+    users = [MailUser(address, PASSWORD) for address in MAIL_USERS]
     server = LocalMailServer(tmp_path / "mail", users, imap_port=imap_port, smtp_port=smtp_port)
     async with MailServerThread(server):
         yield MailStack(server=server, imap_port=imap_port, smtp_port=smtp_port, support=support)

@@ -8,7 +8,6 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.policy import default as default_policy
 from pathlib import Path
@@ -20,6 +19,7 @@ from temporalio.service import RPCError
 
 from ace_email.localmail import LocalMailServer
 from ace_email.settings import Settings
+from companymail.stack import CompanyMail
 
 T = TypeVar("T")
 
@@ -53,14 +53,49 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-@dataclass
 class MailStack:
-    """A running local mail server and the addresses a test uses."""
+    """A running mail server and the addresses a test uses: the embedded one (`server`), or
+    the company's Dovecot and Postfix (`company`)."""
 
-    server: LocalMailServer
-    imap_port: int
-    smtp_port: int
-    support: str
+    def __init__(
+        self,
+        server: LocalMailServer | None,
+        imap_port: int,
+        smtp_port: int,
+        support: str,
+        company: CompanyMail | None = None,
+    ) -> None:
+        if (server is None) == (company is None):
+            raise ValueError("a MailStack runs on either the embedded server or the company's")
+        self.imap_port = imap_port
+        self.smtp_port = smtp_port
+        self.support = support
+        self.company = company
+        self._server = server
+
+    @property
+    def kind(self) -> str:
+        return "embedded" if self._server is not None else "company"
+
+    @property
+    def server(self) -> LocalMailServer:
+        """The embedded server; a test that needs it does not run on the company stack."""
+        if self._server is None:
+            raise AssertionError("the company stack has no embedded server")
+        return self._server
+
+    def deliver(self, user: str, raw: bytes) -> None:
+        """Put `raw` into `user`'s INBOX as it is, bypassing SMTP."""
+        if self.company is not None:
+            self.company.deliver(user, raw)
+        else:
+            self.server.deliver(user, raw)
+
+    def settle(self) -> None:
+        """Postfix answers 250 before the mail is in the mailbox (the embedded server after):
+        a look into a mailbox of the company stack waits for Postfix's queue to empty."""
+        if self.company is not None:
+            self.company.wait_for_queue()
 
     async def send(self, raw: bytes, *, to: str | None = None, sender: str = CUSTOMER) -> None:
         await aiosmtplib.send(
@@ -72,21 +107,16 @@ class MailStack:
         )
 
     def folder(self, user: str, folder: str = "INBOX") -> list[Message]:
-        """Every message in a folder of a user's mailbox, parsed."""
-        with MailBoxUnencrypted("127.0.0.1", self.imap_port).login(
-            user, PASSWORD, initial_folder=None
-        ) as box:
-            names = {f.name for f in box.folder.list()}
-            if folder not in names:
-                return []
-            box.folder.set(folder)
-            return [
-                email.message_from_bytes(m.obj.as_bytes(), policy=default_policy)
-                for m in box.fetch(mark_seen=False, bulk=True)
-            ]
+        """Every message in a folder of a user's mailbox, parsed with LF line endings (by UID
+        FETCH: a FETCH the server sends unasked, for mail arriving meanwhile, is no message)."""
+        return [
+            email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=default_policy)
+            for _, raw, _ in self.raw_folder(user, folder)
+        ]
 
     def uids(self, user: str, folder: str = "INBOX") -> list[int]:
         """The UIDs in a folder, without fetching or parsing anything (cheap on odd mail)."""
+        self.settle()
         with MailBoxUnencrypted("127.0.0.1", self.imap_port).login(
             user, PASSWORD, initial_folder=None
         ) as box:
@@ -105,14 +135,17 @@ class MailStack:
     def raw_folder(
         self, user: str, folder: str = "INBOX"
     ) -> list[tuple[int, bytes, tuple[str, ...]]]:
+        self.settle()
         with MailBoxUnencrypted("127.0.0.1", self.imap_port).login(
             user, PASSWORD, initial_folder=None
         ) as box:
-            box.folder.set(folder)
+            status, _ = box.client.select(f'"{folder}"', True)
+            if status != "OK":
+                return []
             _, data = box.client.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
             result = []
             for item in data:
-                if isinstance(item, tuple):
+                if isinstance(item, tuple) and b"UID " in item[0]:
                     head = item[0].decode()
                     uid = int(head.split("UID ")[1].split()[0])
                     flags = (
