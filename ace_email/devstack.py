@@ -24,9 +24,11 @@ from pathlib import Path
 from temporalio.common import SearchAttributeIndexedValueType
 
 from ace_email import search_attributes as sa
+from ace_email.codec import new_key_text
+from ace_email.codec_server import codec_server
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.samples import sample_messages
-from ace_email.settings import load_settings
+from ace_email.settings import ConfigError, load_settings
 from ace_email.temporal import TemporalUnavailable, connect
 
 log = logging.getLogger("ace_email.devstack")
@@ -35,6 +37,8 @@ TEMPORAL_PORT = 7233
 UI_PORT = 8233
 IMAP_PORT = 1143
 SMTP_PORT = 1025
+CODEC_PORT = 8081
+PAYLOAD_KEY_ID = "local-1"
 SUPPORT = "support@example.com"
 CUSTOMER = "customer@example.org"
 AGENTS = {"alice": ("Alice Andersson", "alice@example.com"), "bob": ("Bob Berg", None)}
@@ -57,7 +61,7 @@ def temporal_cli() -> str:
     return found
 
 
-def start_temporal(data_dir: Path) -> subprocess.Popen[bytes]:
+def start_temporal(data_dir: Path, codec_endpoint: str | None) -> subprocess.Popen[bytes]:
     command = [
         temporal_cli(),
         "server",
@@ -74,6 +78,8 @@ def start_temporal(data_dir: Path) -> subprocess.Popen[bytes]:
         "warn",
         *TEMPORAL_TUNING,
     ]
+    if codec_endpoint:
+        command += ["--ui-codec-endpoint", codec_endpoint]
     for key in sa.ALL:
         kind = "Int" if key.indexed_value_type == SearchAttributeIndexedValueType.INT else "Keyword"
         command += ["--search-attribute", f"{key.name}={kind}"]
@@ -103,7 +109,16 @@ def local_passwords(data_dir: Path) -> dict[str, Path]:
     return files
 
 
-def write_config(data_dir: Path, passwords: dict[str, Path]) -> Path:
+def local_payload_key(data_dir: Path) -> Path:
+    """The key that encrypts every workflow payload of the local stack, made once."""
+    path = data_dir / "secrets" / "payload.keys"
+    if not path.exists():
+        path.write_text(f"{PAYLOAD_KEY_ID}:{new_key_text()}\n")
+        path.chmod(0o600)
+    return path
+
+
+def write_config(data_dir: Path, passwords: dict[str, Path], payload_key: Path) -> Path:
     path = data_dir / "ace-email.toml"
     if path.exists():
         return path
@@ -118,6 +133,13 @@ def write_config(data_dir: Path, passwords: dict[str, Path]) -> Path:
 address = "127.0.0.1:{TEMPORAL_PORT}"
 namespace = "default"
 task_queue = "ace-email"
+
+[temporal.encryption]
+key_id = "{PAYLOAD_KEY_ID}"
+key_file = "{payload_key}"
+
+[temporal.codec_server]
+port = {CODEC_PORT}
 
 [[accounts]]
 name = "support"
@@ -163,13 +185,19 @@ async def run(data_dir: Path, send_samples: bool) -> None:
     from worker import build_worker
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    for port in (TEMPORAL_PORT, UI_PORT, IMAP_PORT, SMTP_PORT):
+    for port in (TEMPORAL_PORT, UI_PORT, IMAP_PORT, SMTP_PORT, CODEC_PORT):
         if port_open(port):
             raise SystemExit(f"port {port} on 127.0.0.1 is in use: is ace-email already running?")
     passwords = local_passwords(data_dir)
-    config_path = write_config(data_dir, passwords)
+    config_path = write_config(data_dir, passwords, local_payload_key(data_dir))
     settings = load_settings(config_path)
-    temporal = start_temporal(data_dir)
+    try:
+        codec = codec_server(settings) if settings.temporal.encryption else None
+    except ConfigError as exc:
+        raise SystemExit(f"{config_path}: {exc}") from None
+    if codec:
+        codec.start_in_thread()
+    temporal = start_temporal(data_dir, codec.url if codec else None)
     users = [MailUser(address, path.read_text().strip()) for address, path in passwords.items()]
     mail = MailServerThread(
         LocalMailServer(data_dir / "mail", users, imap_port=IMAP_PORT, smtp_port=SMTP_PORT)
@@ -192,13 +220,16 @@ async def run(data_dir: Path, send_samples: bool) -> None:
                     for raw in sample_messages(SUPPORT, CUSTOMER):
                         mail.deliver(SUPPORT, raw)
                     marker.touch()
-                _print_welcome(config_path)
+                _print_welcome(config_path, codec.url if codec else None)
                 await stop.wait()
                 print("\nstopping ...", flush=True)
             pool.close_all()
     except TemporalUnavailable as exc:
         raise SystemExit(str(exc)) from None
     finally:
+        if codec:
+            codec.shutdown()
+            codec.server_close()
         await asyncio.to_thread(mail.stop)
         temporal.terminate()
         try:
@@ -207,8 +238,12 @@ async def run(data_dir: Path, send_samples: bool) -> None:
             temporal.kill()
 
 
-def _print_welcome(config_path: Path) -> None:
+def _print_welcome(config_path: Path, codec_url: str | None) -> None:
     config = f"ACE_EMAIL_CONFIG={config_path}"
+    if codec_url:
+        payloads = f"encrypted; the Web UI decrypts them through the codec server {codec_url}"
+    else:
+        payloads = "not encrypted (no [temporal.encryption] in the configuration)"
     print(
         f"""
 ace-email is running.
@@ -216,6 +251,7 @@ ace-email is running.
   mail server       IMAP 127.0.0.1:{IMAP_PORT}, SMTP 127.0.0.1:{SMTP_PORT}
                     (its passwords are in {config_path.parent}/secrets)
   configuration     {config_path}
+  workflow payloads {payloads}
 
 Send mail to {SUPPORT} through SMTP 127.0.0.1:{SMTP_PORT}; then, in another terminal:
   {config} .venv/bin/python starter.py list

@@ -1,26 +1,75 @@
-"""Connecting to Temporal the same way everywhere: pydantic payloads, a clear error if down."""
+"""Connecting to Temporal the same way everywhere: pydantic payloads, encrypted when configured,
+and a clear error if Temporal is down."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RPCError
 
-from ace_email.settings import TemporalSettings
+from ace_email import search_attributes as sa
+from ace_email.codec import EncryptionCodec
+from ace_email.settings import EncryptionSettings, TemporalSettings
 
 
 class TemporalUnavailable(Exception):
     pass
 
 
+def encryption_codec(encryption: EncryptionSettings) -> EncryptionCodec:
+    """The codec for the configured keys; raises ConfigError if a key cannot be read."""
+    return EncryptionCodec(encryption.keys(), encryption.key_id)
+
+
+def encrypted_converter(codec: EncryptionCodec) -> DataConverter:
+    """Pydantic payloads, encrypted; failure messages and stack traces travel encrypted too."""
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def data_converter(temporal: TemporalSettings) -> DataConverter:
+    if temporal.encryption is None:
+        return pydantic_data_converter
+    return encrypted_converter(encryption_codec(temporal.encryption))
+
+
 async def connect(temporal: TemporalSettings) -> Client:
+    converter = data_converter(temporal)
     try:
         return await Client.connect(
             temporal.address,
             namespace=temporal.namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=converter,
         )
     except (RuntimeError, RPCError, OSError) as exc:
         raise TemporalUnavailable(
             f"cannot reach Temporal at {temporal.address} (namespace {temporal.namespace}): {exc}"
         ) from None
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register the custom search attributes that are missing; returns the names added."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
+        for key in sa.ALL
+        if key.name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)
