@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextvars
 import itertools
 import logging
@@ -47,11 +48,12 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import threading
 import time
 from argparse import Namespace
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
@@ -62,7 +64,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, cast
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from proxyprotocol.reader import ProxyProtocolReader
 from proxyprotocol.sock import SocketInfo
 from pymap.backend.maildir import Config as MaildirConfig
@@ -75,13 +77,16 @@ from pymap.backend.maildir.mailbox import Maildir as PymapMaildir
 from pymap.backend.maildir.mailbox import Message as MaildirBackendMessage
 from pymap.backend.maildir.uidlist import Record, UidList
 from pymap.concurrent import Subsystem
-from pymap.exceptions import UserNotFound
+from pymap.exceptions import InvalidAuth, UserNotFound
 from pymap.frozen import frozendict
 from pymap.imap import IMAPServer, IMAPService
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.specials import FetchRequirement, ObjectId
 from pymap.user import Passwords, UserMetadata
+from pysasl import SASLAuth
+from pysasl.creds.external import ExternalCredentials, ExternalVerificationRequired
+from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
 __all__ = [
@@ -153,12 +158,41 @@ class UnknownMailboxError(LookupError):
     """Raised by :meth:`LocalMailServer.deliver` for an address with no mailbox."""
 
 
+TokenCheck = Callable[[str, str], bool]
+"""Whether an XOAUTH2 access token (second argument) lets a user (first) log in."""
+
+
 class _LocalConfig(MaildirConfig):
-    """pymap maildir config with a fixed greeting (no FQDN lookup per connection)."""
+    """pymap maildir config with a fixed greeting (no FQDN lookup per connection), and
+    XOAUTH2 among the login mechanisms when a token check is set."""
+
+    xoauth2: TokenCheck | None = None
 
     @property
     def greeting(self) -> bytes:
         return b"Server ready " + _SERVER_NAME.encode("ascii")
+
+    @property
+    def tls_auth(self) -> SASLAuth:
+        if self.xoauth2 is None:
+            return super().tls_auth
+        return SASLAuth.named([b"PLAIN", b"LOGIN", b"XOAUTH2"])
+
+
+class _Login(Login):
+    """pymap's maildir login; XOAUTH2 credentials are checked by the config's token check."""
+
+    async def authenticate(self, credentials: ServerCredentials) -> Identity:
+        if not isinstance(credentials, ExternalCredentials):
+            return await super().authenticate(credentials)
+        check = getattr(self.config, "xoauth2", None)
+        try:
+            credentials.verify(None)
+        except ExternalVerificationRequired as required:
+            token = required.token or ""
+        if check is None or not check(credentials.authzid, token):
+            raise InvalidAuth()
+        return Identity(self.config, self.tokens, credentials.authzid, None, set())
 
 
 def _pymap_args(data_dir: Path, host: str, port: int) -> Namespace:
@@ -209,7 +243,7 @@ def _patch_pymap() -> None:
        routinely moved out of gets quadratically slower. The record is dropped
        as soon as the file is gone instead. A command that rescans the destination
        between MOVE's rename and its UID-list write gives the moved file a second
-       UID (one message listed twice); that twin is dropped too.
+       UID (one message listed twice); that twin is dropped too, after APPEND as well.
     4. ``MailboxData.reset`` (run by every command) assigns UIDs to files found
        in ``new/``/``cur/`` in directory-listing order and stats every message to
        do so. UIDs are assigned in arrival order (by maildir file name) instead,
@@ -228,6 +262,7 @@ def _patch_pymap() -> None:
         original_move = MailboxData.move
         original_delete = MailboxData.delete
         original_add_mailbox = MailboxSet.add_mailbox
+        original_append = MailboxData.append
 
         async def move(
             self: MailboxData, uid: int, destination: MailboxData, *, recent: bool = False
@@ -237,6 +272,13 @@ def _patch_pymap() -> None:
                 await _forget_uids(self, [uid])
                 await _drop_twins(destination, new_uid)
             return new_uid
+
+        async def append(
+            self: MailboxData, append_msg: AppendMessage, *, recent: bool = False
+        ) -> Any:
+            message = await original_append(self, append_msg, recent=recent)
+            await _drop_twins(self, message.uid)
+            return message
 
         async def delete(self: MailboxData, uids: Iterable[int]) -> None:
             uids = list(uids)
@@ -269,6 +311,7 @@ def _patch_pymap() -> None:
         MaildirBackendMessage.load_content = _load_content  # type: ignore[method-assign]
         MailboxData.reset = _reset  # type: ignore[method-assign]
         MailboxData.move = move  # type: ignore[method-assign]
+        MailboxData.append = append  # type: ignore[method-assign]
         MailboxData.delete = delete  # type: ignore[method-assign]
         MailboxSet.add_mailbox = add_mailbox  # type: ignore[method-assign]
         _patched = True
@@ -340,8 +383,30 @@ async def _load_content(
     try:
         raw = maildir.get_bytes(key)
     except (KeyError, FileNotFoundError):
-        return LoadedMessage(self, requirement, None)
+        found = await _read_by_key(maildir, key)
+        if found is None:
+            return LoadedMessage(self, requirement, None)
+        raw = found
     return LoadedMessage(self, requirement, MessageContent.parse(raw))
+
+
+async def _read_by_key(maildir: Any, key: str) -> bytes | None:
+    """A message file found by its key in ``cur/`` or ``new/`` directly.
+
+    The maildir's table of contents is shared by the server's I/O threads, and a refresh
+    empties it before filling it again, so a lookup that races a refresh misses a message
+    that is there (and the client would be served an empty body).
+    """
+    for pause in (0.0, 0.005, 0.02, 0.05):
+        await asyncio.sleep(pause)
+        for subdir in ("new", "cur"):  # the order files move in: one moving is seen in cur
+            directory = os.path.join(maildir._path, subdir)
+            with suppress(FileNotFoundError):
+                for name in os.listdir(directory):
+                    if name == key or name.startswith(key + maildir.colon):
+                        with suppress(FileNotFoundError):
+                            return Path(directory, name).read_bytes()
+    return None
 
 
 async def _reset(self: MailboxData) -> MailboxData:
@@ -467,6 +532,34 @@ class _DeliveryHandler:
         return "250 2.0.0 OK delivered"
 
 
+class _XOAuth2DeliveryHandler(_DeliveryHandler):
+    """Also takes SMTP AUTH XOAUTH2 (RFC 4954 framing, the token checked by the server's check)."""
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) > 1:
+            encoded: bytes = args[1].encode()
+        else:
+            challenged = await server.challenge_auth("")
+            if not isinstance(challenged, bytes):
+                return AuthResult(success=False)
+            encoded = base64.b64encode(challenged)
+        try:
+            decoded = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            return AuthResult(success=False, handled=False)
+        match = _XOAUTH2.fullmatch(decoded)
+        check = self._server.xoauth2
+        if match is None or check is None:
+            return AuthResult(success=False, handled=False)
+        user, token = match.group(1).decode(errors="replace"), match.group(2).decode()
+        if not check(user, token):
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=user)
+
+
+_XOAUTH2 = re.compile(rb"user=([^\x01]*)\x01auth=[Bb]earer ([^\x01]*)\x01\x01")
+
+
 def _trace_headers(server: SMTP, session: Session, envelope: Envelope, rcpt: str) -> bytes:
     """The ``Return-Path:`` and ``Received:`` lines prepended to a delivered message."""
     peer = session.peer
@@ -506,6 +599,12 @@ class LocalMailServer:
             maildir backend only persists keywords from a per-mailbox table of
             at most 26; they are added to (never renumbered in) each mailbox's
             ``dovecot-keywords`` at start, and copied into folders made by CREATE.
+        tls: A server-side TLS context (certificate and key loaded). Without
+            ``implicit_tls`` both listeners offer STARTTLS, and IMAP refuses a
+            login before it; SMTP then offers AUTH only after it.
+        implicit_tls: Both listeners speak TLS from the first byte (IMAPS, SMTPS).
+        xoauth2: A token check; when given, IMAP and SMTP also accept XOAUTH2
+            logins whose access token it approves.
     """
 
     def __init__(
@@ -517,6 +616,9 @@ class LocalMailServer:
         imap_port: int = 1143,
         smtp_port: int = 1025,
         keywords: Sequence[str] = DEFAULT_KEYWORDS,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        xoauth2: TokenCheck | None = None,
     ) -> None:
         if not users:
             raise ValueError("at least one MailUser is required")
@@ -550,6 +652,9 @@ class LocalMailServer:
         self._imap_writers: set[asyncio.StreamWriter] = set()
         self._smtp_protocols: set[SMTP] = set()
         self._stack = AsyncExitStack()
+        self.tls: Final = tls
+        self.implicit_tls: Final = implicit_tls and tls is not None
+        self.xoauth2: Final = xoauth2
 
     # -- public API -----------------------------------------------------
 
@@ -590,7 +695,8 @@ class LocalMailServer:
                 host=self.host,
                 port=self.imap_port,
                 debug=False,
-                tls_enabled=False,
+                tls_enabled=self.tls is not None and not self.implicit_tls,
+                ssl_context=self.tls,
                 cert_file=None,
                 key_file=None,
                 base_dir=str(self.data_dir),
@@ -601,7 +707,8 @@ class LocalMailServer:
                 hash_context=BuiltinHash(rounds=_PASSWORD_HASH_ROUNDS),
                 reject_dnsbl=False,
             )
-            login = Login(config)
+            config.xoauth2 = self.xoauth2
+            login = _Login(config)
             backend = MaildirBackend(login, config)
             # pymap finds its concurrency subsystem in a context variable. Give
             # the listener its own copy of the context so that several servers
@@ -700,10 +807,14 @@ class LocalMailServer:
             host=self.host,
             port=self.imap_port,
             reuse_address=True,
+            ssl=self.tls if self.implicit_tls else None,
         )
 
         loop = asyncio.get_running_loop()
-        handler = _DeliveryHandler(self)
+        handler: _DeliveryHandler = (
+            _DeliveryHandler(self) if self.xoauth2 is None else _XOAuth2DeliveryHandler(self)
+        )
+        logins = self.tls is not None or self.xoauth2 is not None
 
         def smtp_factory() -> SMTP:
             protocol = _TrackedSMTP(
@@ -715,12 +826,29 @@ class LocalMailServer:
                 hostname=_SERVER_NAME,
                 ident=_IDENT,
                 loop=loop,
+                tls_context=None if self.implicit_tls else self.tls,
+                auth_require_tls=self.tls is not None and not self.implicit_tls,
+                authenticator=self._check_password if logins else None,
             )
             return protocol
 
         self._smtp_server = await loop.create_server(
-            smtp_factory, host=self.host, port=self.smtp_port, reuse_address=True
+            smtp_factory,
+            host=self.host,
+            port=self.smtp_port,
+            reuse_address=True,
+            ssl=self.tls if self.implicit_tls else None,
         )
+
+    def _check_password(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        """SMTP AUTH PLAIN and LOGIN against the configured users."""
+        if isinstance(data, LoginPassword):
+            user = self.user_for(data.login.decode(errors="replace"))
+            if user is not None and data.password.decode(errors="replace") == user.password:
+                return AuthResult(success=True, auth_data=user.address)
+        return AuthResult(success=False, handled=False)
 
     async def _sync_users(self, login: Login, config: _LocalConfig) -> None:
         """Make the pymap user database match the configured users."""

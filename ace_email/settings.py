@@ -11,6 +11,7 @@ they never travel in workflow inputs.
 from __future__ import annotations
 
 import os
+import ssl
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -33,8 +34,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ace_email.codec import KEY_ID_PATTERN, KeyringError, parse_keyring
 from ace_email.language import DEFAULT_LANGUAGES
 from ace_email.models import AccountPolicy, Routing
+from ace_email.oauth2 import OAuth2Settings, is_loopback
 from ace_email.rules import (
     NO_TEMPLATE,
     Calendar,
@@ -79,15 +82,31 @@ class Security(StrEnum):
     NONE = "none"
 
 
+class AuthMethod(StrEnum):
+    PASSWORD = "password"
+    XOAUTH2 = "xoauth2"
+
+
 class Credentials(Section):
-    """A username and exactly one source of its password."""
+    """A username and how it logs in (one source of its password, or OAuth2), and TLS."""
 
     username: str | None = None
     password: SecretStr | None = None
     password_env: str | None = None
     password_file: Path | None = None
+    auth: AuthMethod = AuthMethod.PASSWORD
+    oauth2: OAuth2Settings | None = None
+    ca_file: Path | None = Field(
+        default=None, description="PEM bundle of CAs trusted besides the system's"
+    )
+    tls_verify: bool = Field(
+        default=True,
+        description="false: accept any certificate (loopback, or with allow_plaintext)",
+    )
     allow_plaintext: bool = Field(
-        default=False, description="allow security = none towards a host that is not loopback"
+        default=False,
+        description="allow a login over security = none or tls_verify = false towards a host "
+        "that is not loopback",
     )
 
     @model_validator(mode="after")
@@ -101,7 +120,53 @@ class Credentials(Section):
             raise ValueError(
                 f"give only one of password, password_env, password_file, not {sources}"
             )
+        if self.auth is AuthMethod.XOAUTH2:
+            if sources:
+                raise ValueError(f"auth = xoauth2 takes no password, but {sources[0]} is set")
+            if self.oauth2 is None:
+                raise ValueError("auth = xoauth2 needs an oauth2 table")
+            if not self.username:
+                raise ValueError("auth = xoauth2 needs username (the mailbox to log in to)")
+        elif self.oauth2 is not None:
+            raise ValueError('oauth2 is only used with auth = "xoauth2"')
+        if self.ca_file is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise ValueError(f"ca_file: cannot load {self.ca_file}: {reason}") from None
         return self
+
+    @property
+    def logs_in(self) -> bool:
+        return bool(self.username)
+
+    def _transport_problem(self, host: str, security: Security) -> str | None:
+        """Why logging in to `host` this way would expose the credentials, if it would."""
+        if not self.logs_in or self.allow_plaintext or is_loopback(host):
+            return None
+        if security is Security.NONE:
+            return (
+                f"security = 'none' towards {host} would send the credentials unencrypted; "
+                "use ssl or starttls, or set allow_plaintext = true"
+            )
+        if not self.tls_verify:
+            return (
+                f"tls_verify = false towards {host} would give the credentials to anyone in "
+                "the path; trust a private CA with ca_file, or set allow_plaintext = true"
+            )
+        return None
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The system's trust store plus `ca_file`; hostname and certificate checked unless
+        `tls_verify = false`."""
+        context = ssl.create_default_context()
+        if self.ca_file is not None:
+            context.load_verify_locations(cafile=self.ca_file)
+        if not self.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     def secret(self) -> str | None:
         """The password, read now from wherever the config says it lives."""
@@ -141,8 +206,15 @@ class ImapSettings(Credentials):
     def _needs_login(self) -> Self:
         if not self.username:
             raise ValueError("username is required for IMAP")
-        if self.password is None and self.password_env is None and self.password_file is None:
+        if (
+            self.auth is AuthMethod.PASSWORD
+            and self.password is None
+            and self.password_env is None
+            and self.password_file is None
+        ):
             raise ValueError("one of password, password_env, password_file is required for IMAP")
+        if problem := self._transport_problem(self.host, self.security):
+            raise ValueError(problem)
         return self
 
 
@@ -151,6 +223,12 @@ class SmtpSettings(Credentials):
     port: int = Field(default=587, ge=1, le=65535)
     security: Security = Security.STARTTLS
     timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _safe_login(self) -> Self:
+        if problem := self._transport_problem(self.host, self.security):
+            raise ValueError(problem)
+        return self
 
 
 class AccountSettings(Section):
@@ -219,10 +297,90 @@ class AgentSettings(Section):
     email: EmailAddress | None = None
 
 
+def _read_secret_source(field: str, env: str | None, file: Path | None) -> str:
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            raise ConfigError(f"{field}_env: environment variable {env} is not set")
+        return value
+    assert file is not None
+    try:
+        return file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{field}_file: cannot read {file}: {exc.strerror}") from exc
+
+
+class EncryptionSettings(Section):
+    """AES-256-GCM encryption of every workflow payload (see ace_email/codec.py).
+
+    The keyring (from `key_env` or `key_file`) holds `ID:KEY` entries, or one bare key that
+    is `key_id`'s. `key_id` names the key new payloads are encrypted with; the others decrypt
+    payloads written before a rotation.
+    """
+
+    key_id: str = Field(pattern=KEY_ID_PATTERN)
+    key_env: str | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Self:
+        if (self.key_env is None) == (self.key_file is None):
+            raise ValueError("give exactly one of key_env, key_file")
+        return self
+
+    def keys(self) -> dict[str, bytes]:
+        """The keyring, read now; a ConfigError names the field and the fault, never a key."""
+        where = "temporal.encryption.key"
+        text = _read_secret_source(where, self.key_env, self.key_file)
+        source = f"{where}_env ({self.key_env})" if self.key_env else f"{where}_file"
+        try:
+            keys = parse_keyring(text, self.key_id)
+        except KeyringError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        if self.key_id not in keys:
+            raise ConfigError(
+                f"temporal.encryption.key_id: {self.key_id!r} is not in {source} "
+                f"(it holds {', '.join(sorted(keys))})"
+            )
+        return keys
+
+
+class CodecServerSettings(Section):
+    """The HTTP codec server that lets the Web UI show decrypted payloads."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=1, le=65535)
+    cors_origins: list[str] = Field(
+        default=["http://localhost:8233", "http://127.0.0.1:8233"],
+        description="Web UI origins allowed to call the codec server",
+    )
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> Self:
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("give at most one of token_env, token_file")
+        return self
+
+    def token(self) -> str | None:
+        """The bearer token callers must present, if one is configured."""
+        if self.token_env is None and self.token_file is None:
+            return None
+        token = _read_secret_source(
+            "temporal.codec_server.token", self.token_env, self.token_file
+        ).strip()
+        if not token:
+            raise ConfigError("temporal.codec_server.token: the token is empty")
+        return token
+
+
 class TemporalSettings(Section):
     address: str = "127.0.0.1:7233"
     namespace: str = "default"
     task_queue: str = "ace-email"
+    encryption: EncryptionSettings | None = None
+    codec_server: CodecServerSettings = CodecServerSettings()
 
 
 class AnalysisSettings(Section):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
-import ipaddress
 import logging
 import queue
 import re
@@ -25,7 +24,15 @@ from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError
 from imap_tools.imap_utf7 import utf7_decode, utf7_encode
 
-from ace_email.settings import AccountSettings, ImapSettings, Security, Settings
+from ace_email.oauth2 import TOKENS, OAuth2Error, OAuth2Settings, TokenProvider, is_loopback
+from ace_email.settings import (
+    AccountSettings,
+    AuthMethod,
+    ConfigError,
+    ImapSettings,
+    Security,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,7 @@ _FETCH_UID = re.compile(rb"UID (\d+)")
 _FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _FETCH_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 SESSION_WAIT_SECONDS = 600.0
+SLOT_CHECK_SECONDS = 0.2
 _COPYUID = re.compile(rb"COPYUID (\d+) ([\d:,]+) ([\d:,]+)")
 
 
@@ -66,15 +74,6 @@ def quote_string(value: str) -> str | None:
     if any(ord(c) > 126 or c in "\r\n\0" for c in value):
         return None
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
@@ -232,7 +231,12 @@ def _new_uid(client: imaplib.IMAP4, data: Sequence[object], old_uid: int) -> tup
 
 
 class ImapPool:
-    """Logged-in sessions per account, reused across activities in this worker."""
+    """Logged-in sessions per account, reused across activities in this worker.
+
+    An account whose server refuses or never answers holds at most one thread: while its
+    last attempt failed, one activity at a time tries again and the others fail at once with
+    that error instead of queueing behind it (Temporal retries them with back-off).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -240,6 +244,7 @@ class ImapPool:
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
         self._connecting: dict[str, threading.Lock] = {}
+        self._failing: dict[str, ImapError] = {}
 
     def _account(self, name: str) -> AccountSettings:
         return self._settings.account(name)
@@ -255,33 +260,69 @@ class ImapPool:
                 )
             return self._idle[account.name], self._slots[account.name]
 
+    def failure(self, account_name: str) -> ImapError | None:
+        """The error of the account's last connection attempt, while it keeps failing."""
+        return self._failing.get(account_name)
+
+    def _fail_fast(self, account_name: str) -> None:
+        if (failure := self._failing.get(account_name)) is not None:
+            raise type(failure)(str(failure), transient=failure.transient)
+
     @contextmanager
     def session(self, account_name: str) -> Iterator[ImapSession]:
         account = self._account(account_name)
         idle, slots = self._queues(account)
-        if not slots.acquire(timeout=SESSION_WAIT_SECONDS):
-            raise ImapError(f"{account_name}: no IMAP session came free in this worker")
+        seen = self._failing.get(account_name)
+        waited = 0.0
+        while not slots.acquire(timeout=SLOT_CHECK_SECONDS):
+            self._fail_fast(account_name)
+            waited += SLOT_CHECK_SECONDS
+            if waited > SESSION_WAIT_SECONDS:
+                raise ImapError(f"{account_name}: no IMAP session came free in this worker")
         try:
             try:
                 session = idle.get_nowait()
             except queue.Empty:
-                session = self._connect(account)
+                session = self._connect(account, seen)
             with _returned_to(idle, session):
                 yield session
         finally:
             slots.release()
 
-    def _connect(self, account: AccountSettings) -> ImapSession:
+    def _connect(self, account: AccountSettings, seen: ImapError | None) -> ImapSession:
         """A new session whose account folders are known to exist.
 
         Connections of one account are made one at a time, so this worker never sends two
-        concurrent CREATEs for the same folder (some servers fail one of them).
+        concurrent CREATEs for the same folder (some servers fail one of them). `seen` is the
+        account's failure when the caller arrived: one recorded since fails the caller too.
         """
         with self._lock:
             connecting = self._connecting.setdefault(account.name, threading.Lock())
-        with connecting:
+        if self._failing.get(account.name) is None:
+            connecting.acquire()
+        elif not connecting.acquire(blocking=False):
+            self._fail_fast(account.name)
+        failure = self._failing.get(account.name)
+        if failure is not None and failure is not seen:
+            connecting.release()
+            self._fail_fast(account.name)
+        try:
+            session = self._login(account)
+        except ImapError as exc:
+            self._failing[account.name] = exc
+            raise
+        finally:
+            connecting.release()
+        self._failing.pop(account.name, None)
+        return session
+
+    def _login(self, account: AccountSettings) -> ImapSession:
+        """Connect, log in and create the folders; any fault becomes an ImapError naming the
+        account and the server, never the password."""
+        imap = account.imap
+        where = f"{imap.host}:{imap.port}"
+        try:
             session = connect(account)
-            imap = account.imap
             session.ensure_folders(
                 [
                     imap.processing_folder,
@@ -291,6 +332,13 @@ class ImapPool:
                 ]
             )
             return session
+        except ImapError as exc:
+            raise type(exc)(_without_secret(imap, str(exc)), transient=exc.transient) from None
+        except ConfigError as exc:
+            raise ImapError(f"{account.name}: imap.{exc}", transient=False) from None
+        except (OSError, EOFError, imaplib.IMAP4.error) as exc:
+            detail = _without_secret(imap, str(exc) or type(exc).__name__)
+            raise ImapError(f"{account.name}: IMAP {where} failed during login: {detail}") from None
 
     @asynccontextmanager
     async def lease(self, account_name: str) -> AsyncIterator[ImapSession]:
@@ -303,8 +351,10 @@ class ImapPool:
         """
         account = self._account(account_name)
         idle, slots = self._queues(account)
+        seen = self._failing.get(account_name)
         waited = 0.0
         while not slots.acquire(blocking=False):
+            self._fail_fast(account_name)
             if waited > SESSION_WAIT_SECONDS:
                 raise ImapError(f"{account_name}: no IMAP session came free in this worker")
             await asyncio.sleep(0.02)
@@ -313,7 +363,7 @@ class ImapPool:
             try:
                 session = idle.get_nowait()
             except queue.Empty:
-                session = await asyncio.to_thread(self._connect, account)
+                session = await asyncio.to_thread(self._connect, account, seen)
             with _returned_to(idle, session):
                 yield session
         finally:
@@ -345,56 +395,176 @@ def _returned_to(idle: queue.LifoQueue[ImapSession], session: ImapSession) -> It
         idle.put(session)
 
 
+def _without_secret(imap: ImapSettings, text: str) -> str:
+    with suppress(ConfigError):
+        if secret := imap.secret():
+            return text.replace(secret, "***")
+    return text
+
+
 def _close_quietly(session: ImapSession) -> None:
     """Drop a connection without LOGOUT: waiting for a server's goodbye only delays shutdown."""
     with suppress(Exception):
         session.client.shutdown()
 
 
+class ImapTlsError(ImapError):
+    """TLS could not be set up as configured; nothing was sent. Retried: the fix (a renewed
+    certificate, STARTTLS switched back on, a corrected config) needs no change to contacts."""
+
+
+class _StartTlsMailBox(MailBoxStartTls):
+    """STARTTLS or nothing: a server that does not offer it gets no command, let alone a login."""
+
+    def _get_mailbox_client(self) -> imaplib.IMAP4:
+        client = imaplib.IMAP4(self._host, self._port, timeout=self._timeout)
+        if "STARTTLS" not in client.capabilities:
+            with suppress(Exception):
+                client.shutdown()
+            raise _NoStartTls
+        client.starttls(self._ssl_context)
+        return client
+
+
+class _NoStartTls(Exception):
+    pass
+
+
 def _mailbox(imap: ImapSettings) -> BaseMailBox:
     if imap.security is Security.SSL:
         return MailBox(
-            imap.host,
-            imap.port,
-            timeout=imap.timeout_seconds,
-            ssl_context=ssl.create_default_context(),
+            imap.host, imap.port, timeout=imap.timeout_seconds, ssl_context=imap.tls_context()
         )
     if imap.security is Security.STARTTLS:
-        return MailBoxStartTls(
-            imap.host,
-            imap.port,
-            timeout=imap.timeout_seconds,
-            ssl_context=ssl.create_default_context(),
+        return _StartTlsMailBox(
+            imap.host, imap.port, timeout=imap.timeout_seconds, ssl_context=imap.tls_context()
         )
     return MailBoxUnencrypted(imap.host, imap.port, timeout=imap.timeout_seconds)
 
 
-def connect(account: AccountSettings) -> ImapSession:
+def tls_failure(what: str, exc: BaseException) -> str | None:
+    """A precise description of a TLS fault in `exc` or its causes, None if it is none."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return (
+                f"{what}: TLS certificate verification failed: {seen.verify_message}; trust "
+                "the CA that signed the server's certificate with ca_file, or fix the certificate"
+            )
+        if isinstance(seen, ssl.SSLError):
+            return f"{what}: TLS handshake failed: {seen.reason or seen}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def connect(account: AccountSettings, tokens: TokenProvider = TOKENS) -> ImapSession:
     """Connect and log in; refreshes the capability list, which imap-tools leaves stale."""
     imap = account.imap
-    if imap.security is Security.NONE and not is_loopback(imap.host) and not imap.allow_plaintext:
+    where = f"{account.name}: IMAP {imap.host}:{imap.port}"
+    if (
+        (imap.security is Security.NONE or not imap.tls_verify)
+        and not is_loopback(imap.host)
+        and not imap.allow_plaintext
+    ):
         raise ImapError(
-            f"{account.name}: imap.security is 'none' for non-loopback host {imap.host}; "
-            "set imap.allow_plaintext = true to send the password unencrypted anyway",
+            f"{account.name}: imap.security is '{imap.security.value}' with tls_verify = "
+            f"{str(imap.tls_verify).lower()} for non-loopback host {imap.host}; set "
+            "imap.allow_plaintext = true to expose the credentials anyway",
             transient=False,
         )
+    if not imap.tls_verify and imap.security is not Security.NONE:
+        log.warning("%s: TLS certificate not verified (imap.tls_verify = false)", where)
     try:
         mailbox = _mailbox(imap)
+    except _NoStartTls:
+        raise ImapTlsError(
+            f"{where} does not offer STARTTLS, which imap.security = 'starttls' requires; "
+            "nothing was sent (no fallback to plaintext). If the port speaks TLS from the "
+            "start, set imap.security = 'ssl'"
+        ) from None
     except (OSError, imaplib.IMAP4.error) as exc:
+        if described := tls_failure(where, exc):
+            raise ImapTlsError(described) from None
         raise ImapError(
             f"{account.name}: cannot connect to IMAP {imap.host}:{imap.port}: {exc}"
         ) from None
     sock = getattr(mailbox.client, "sock", None)
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        mailbox.login(imap.username or "", imap.secret() or "", initial_folder=None)
-    except MailboxLoginError:
-        raise ImapLoginError(
-            f"{account.name}: IMAP login as {imap.username!r} "
-            f"at {imap.host}:{imap.port} was refused"
-        ) from None
+    if imap.auth is AuthMethod.XOAUTH2 and imap.oauth2 is not None:
+        _xoauth2_login(f"{account.name}: imap", where, mailbox, imap, imap.oauth2, tokens)
+    else:
+        try:
+            mailbox.login(imap.username or "", imap.secret() or "", initial_folder=None)
+        except MailboxLoginError:
+            _close_client(mailbox)
+            raise ImapLoginError(
+                f"{account.name}: IMAP login as {imap.username!r} "
+                f"at {imap.host}:{imap.port} was refused"
+            ) from None
     status, data = mailbox.client.capability()
     if status == "OK" and data and isinstance(data[-1], bytes):
         mailbox.client.capabilities = tuple(data[-1].decode().upper().split())
     return ImapSession(account.name, mailbox)
+
+
+def _close_client(mailbox: BaseMailBox) -> None:
+    with suppress(Exception):
+        mailbox.client.shutdown()
+
+
+def _xoauth2_login(
+    owner: str,
+    where: str,
+    mailbox: BaseMailBox,
+    imap: ImapSettings,
+    oauth2: OAuth2Settings,
+    tokens: TokenProvider,
+) -> None:
+    """AUTHENTICATE XOAUTH2; a refused token is replaced by a fresh one once."""
+    if "AUTH=XOAUTH2" not in mailbox.client.capabilities:
+        _close_client(mailbox)
+        raise ImapLoginError(
+            f"{where} does not offer AUTH=XOAUTH2, which imap.auth = 'xoauth2' requires"
+        )
+    for attempt in (1, 2):
+        try:
+            token = tokens.token(owner, oauth2, timeout=imap.timeout_seconds)
+        except OAuth2Error as exc:
+            _close_client(mailbox)
+            if exc.permanent:
+                raise ImapLoginError(str(exc).replace("oauth2.", "imap.oauth2.", 1)) from None
+            raise ImapError(str(exc)) from None
+        try:
+            status, _ = mailbox.client.authenticate(
+                "XOAUTH2", _XOAuth2Response(imap.username or "", token)
+            )
+        except imaplib.IMAP4.abort as exc:
+            _close_client(mailbox)
+            raise ImapError(f"{where}: connection lost during the XOAUTH2 login: {exc}") from None
+        except imaplib.IMAP4.error:
+            status = "NO"
+        if status == "OK":
+            return
+        tokens.invalidate(owner, oauth2, token)
+        if attempt == 2:
+            _close_client(mailbox)
+            raise ImapLoginError(
+                f"{where}: XOAUTH2 login as {imap.username!r} was refused with a freshly "
+                "issued token; check that the app may use IMAP for this mailbox "
+                "(permissions, scope)"
+            )
+
+
+class _XOAuth2Response:
+    """The client's XOAUTH2 response; an empty line to a server's error challenge."""
+
+    def __init__(self, username: str, token: str) -> None:
+        self._first = f"user={username}\x01auth=Bearer {token}\x01\x01".encode()
+        self._sent = False
+
+    def __call__(self, challenge: bytes) -> bytes:
+        if self._sent:
+            return b""
+        self._sent = True
+        return self._first

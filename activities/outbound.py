@@ -8,10 +8,11 @@ Each send has a deterministic Message-ID, so a retry first looks for its own rec
 from __future__ import annotations
 
 import asyncio
-import ssl
+import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiosmtplib
 from temporalio import activity
@@ -27,10 +28,19 @@ from ace_email.models import (
     DeliverResult,
     MessageRef,
 )
-from ace_email.settings import AccountSettings, ConfigError, Security, Settings
+from ace_email.oauth2 import TOKENS, OAuth2Error, OAuth2Settings, TokenProvider, is_loopback
+from ace_email.settings import AccountSettings, AuthMethod, ConfigError, Security, Settings
 from ace_email.templates import template_named
-from activities.imap_session import ImapError, ImapPool, ImapSession, is_loopback, quote_string
+from activities.imap_session import (
+    ImapError,
+    ImapPool,
+    ImapSession,
+    quote_string,
+    tls_failure,
+)
 from activities.mailbox import as_activity_error, locate, move
+
+log = logging.getLogger(__name__)
 
 
 class OutboundActivities:
@@ -48,7 +58,11 @@ class OutboundActivities:
         try:
             account = self._settings.account(policy.name)
             template = template_named(request.template, self._settings.templates)
-            async with smtp_connection(account) as smtp, self._pool.lease(policy.name) as session:
+            async with (
+                _one_try_at_a_time(message_id),
+                smtp_connection(account) as smtp,
+                self._pool.lease(policy.name) as session,
+            ):
                 if await asyncio.to_thread(_in_folder, session, policy.sent_folder, message_id):
                     return AutoReplyResult(message_id=message_id, sent=False)
                 original = None
@@ -72,6 +86,7 @@ class OutboundActivities:
                     date=datetime.now(UTC),
                     original_text=original,
                 )
+                _still_in_time(account)
                 await send(
                     smtp, account, sender=policy.return_address, recipient=request.to, raw=raw
                 )
@@ -99,7 +114,11 @@ class OutboundActivities:
         )
         try:
             account = self._settings.account(policy.name)
-            async with smtp_connection(account) as smtp, self._pool.lease(policy.name) as session:
+            async with (
+                _one_try_at_a_time(resent_id),
+                smtp_connection(account) as smtp,
+                self._pool.lease(policy.name) as session,
+            ):
                 found = await asyncio.to_thread(_find_for_delivery, session, request)
                 if found is None:
                     return DeliverResult(resent_message_id=resent_id, already_delivered=True)
@@ -112,6 +131,7 @@ class OutboundActivities:
                     contact_id=request.contact_id,
                     date=datetime.now(UTC),
                 )
+                _still_in_time(account)
                 await send(
                     smtp,
                     account,
@@ -123,6 +143,40 @@ class OutboundActivities:
         except (ImapError, ConfigError, OSError, EOFError) as exc:
             raise as_activity_error(exc) from None
         return DeliverResult(resent_message_id=resent_id, archived=archived)
+
+
+_send_locks: dict[str, asyncio.Lock] = {}
+_send_tries: Counter[str] = Counter()
+
+
+@asynccontextmanager
+async def _one_try_at_a_time(message_id: str) -> AsyncIterator[None]:
+    """Tries of one send take turns in this worker. A try past its time limit keeps running
+    (nothing cancels it without heartbeats) while the server starts the next one; in turns,
+    the later try finds the earlier one's record instead of sending too."""
+    lock = _send_locks.setdefault(message_id, asyncio.Lock())
+    _send_tries[message_id] += 1
+    try:
+        async with lock:
+            yield
+    finally:
+        _send_tries[message_id] -= 1
+        if not _send_tries[message_id]:
+            del _send_tries[message_id], _send_locks[message_id]
+
+
+def _still_in_time(account: AccountSettings) -> None:
+    """Refuse to start a send this try cannot finish within its time limit: past it, the
+    server has given the work to a new try, possibly on another worker."""
+    info = activity.info()
+    if info.start_to_close_timeout is None:
+        return
+    deadline = info.started_time + info.start_to_close_timeout
+    if datetime.now(UTC) + timedelta(seconds=account.smtp.timeout_seconds) > deadline:
+        raise ApplicationError(
+            f"{account.name}: too little of this try's time is left to send; a new try will",
+            type="TryExpired",
+        )
 
 
 def _in_folder(session: ImapSession, folder: str, message_id: str) -> bool:
@@ -151,44 +205,111 @@ def _find_for_delivery(
 
 
 @asynccontextmanager
-async def smtp_connection(account: AccountSettings) -> AsyncIterator[aiosmtplib.SMTP]:
-    """A connected, logged-in SMTP client; connection faults become typed activity errors."""
+async def smtp_connection(
+    account: AccountSettings, tokens: TokenProvider = TOKENS
+) -> AsyncIterator[aiosmtplib.SMTP]:
+    """A connected, logged-in SMTP client; connection faults become typed activity errors.
+
+    STARTTLS is required when configured: a server that does not offer it gets no login.
+    TLS faults (certificate, handshake, STARTTLS missing) are retried: they are fixed on the
+    server or in the configuration, and the contact should then carry on.
+    """
     smtp = account.smtp
+    where = f"{account.name}: SMTP {smtp.host}:{smtp.port}"
     if (
-        smtp.security is Security.NONE
-        and smtp.username
+        (smtp.security is Security.NONE or not smtp.tls_verify)
+        and smtp.logs_in
         and not is_loopback(smtp.host)
         and not smtp.allow_plaintext
     ):
         raise ApplicationError(
-            f"{account.name}: smtp.security is 'none' for non-loopback host {smtp.host} with a "
-            "login; set smtp.allow_plaintext = true to send the password unencrypted anyway",
+            f"{account.name}: smtp.security is '{smtp.security.value}' with tls_verify = "
+            f"{str(smtp.tls_verify).lower()} for non-loopback host {smtp.host} with a login; "
+            "set smtp.allow_plaintext = true to expose the credentials anyway",
             type="ConfigError",
             non_retryable=True,
         )
+    if not smtp.tls_verify and smtp.security is not Security.NONE:
+        log.warning("%s: TLS certificate not verified (smtp.tls_verify = false)", where)
     client = aiosmtplib.SMTP(
         hostname=smtp.host,
         port=smtp.port,
         use_tls=smtp.security is Security.SSL,
-        start_tls=smtp.security is Security.STARTTLS,
-        tls_context=ssl.create_default_context(),
+        start_tls=False,
+        tls_context=smtp.tls_context() if smtp.security is not Security.NONE else None,
         timeout=smtp.timeout_seconds,
     )
     try:
         await client.connect()
-        if smtp.username:
+        if smtp.security is Security.STARTTLS:
+            await client.ehlo()
+            if not client.supports_extension("starttls"):
+                raise ApplicationError(
+                    f"{where} does not offer STARTTLS, which smtp.security = 'starttls' "
+                    "requires; nothing was sent (no fallback to plaintext). If the port speaks "
+                    "TLS from the start, set smtp.security = 'ssl'",
+                    type="SmtpTlsError",
+                )
+            await client.starttls()
+        if smtp.auth is AuthMethod.XOAUTH2 and smtp.oauth2 is not None:
+            await _xoauth2_login(client, account, smtp.oauth2, tokens)
+        elif smtp.username:
             await client.login(smtp.username, smtp.secret() or "")
-    except aiosmtplib.SMTPResponseException as exc:
-        raise _smtp_error(account, exc.code, exc.message) from None
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise ApplicationError(
-            f"{account.name}: SMTP {smtp.host}:{smtp.port}: {exc}", type="SmtpUnavailable"
-        ) from None
+    except BaseException as exc:
+        client.close()
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            raise _smtp_error(account, exc.code, exc.message) from None
+        if isinstance(exc, aiosmtplib.SMTPException | OSError):
+            if described := tls_failure(where, exc):
+                raise ApplicationError(described, type="SmtpTlsError") from None
+            raise ApplicationError(f"{where}: {exc}", type="SmtpUnavailable") from None
+        raise
     try:
         yield client
     finally:
         with suppress(Exception):
             await client.quit()
+
+
+async def _xoauth2_login(
+    client: aiosmtplib.SMTP,
+    account: AccountSettings,
+    oauth2: OAuth2Settings,
+    tokens: TokenProvider,
+) -> None:
+    """AUTH XOAUTH2; a refused token is replaced by a fresh one once."""
+    smtp = account.smtp
+    owner = f"{account.name}: smtp"
+    await client.ehlo()
+    if "xoauth2" not in client.server_auth_methods:
+        raise ApplicationError(
+            f"{account.name}: SMTP {smtp.host}:{smtp.port} does not offer AUTH XOAUTH2, which "
+            "smtp.auth = 'xoauth2' requires",
+            type="ConfigError",
+            non_retryable=True,
+        )
+    for attempt in (1, 2):
+        try:
+            token = await asyncio.to_thread(
+                tokens.token, owner, oauth2, timeout=smtp.timeout_seconds
+            )
+        except OAuth2Error as exc:
+            message = str(exc).replace("oauth2.", "smtp.oauth2.", 1)
+            if exc.permanent:
+                raise ApplicationError(message, type="ConfigError", non_retryable=True) from None
+            raise ApplicationError(message, type="OAuth2Unavailable") from None
+        try:
+            await client.auth_xoauth2(smtp.username or "", token)
+            return
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            tokens.invalidate(owner, oauth2, token)
+            if attempt == 2:
+                raise _smtp_error(
+                    account,
+                    exc.code,
+                    f"XOAUTH2 login as {smtp.username!r} was refused with a freshly issued "
+                    f"token ({exc.message}); check that the app may send for this mailbox",
+                ) from None
 
 
 def _original_text(session: ImapSession, request: AutoReplyRequest) -> str | None:
