@@ -1,11 +1,13 @@
 """The account registry and the operators' scripts.
 
     starter.py sync                        start / reconfigure / stop one poll loop per account
-    starter.py list [--status S] [--json]  contacts, newest first
+    starter.py list [--status S] [--account A] [--json]
+                                           contacts, newest first
     starter.py status CONTACT [--json]     one contact in detail
     starter.py assign CONTACT AGENT        give a queued contact to an agent
     starter.py poll-now ACCOUNT            poll a mailbox now
-    starter.py accounts [--json]           each mailbox's poll loop: last poll, last error, waiting
+    starter.py accounts [--json]           each mailbox's health: last successful poll, last
+                                           error, messages waiting, lag
     starter.py analyse FILE.eml [--account NAME] [--json]
                                            what ace-email would make of an email: analysis,
                                            the rule that matched, the automatic reply rendered;
@@ -23,21 +25,18 @@ import email
 import email.policy
 import json
 import sys
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-    ListSearchAttributesRequest,
-)
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -55,32 +54,15 @@ from ace_email.models import (
 )
 from ace_email.preview import AnalysisPreview, preview
 from ace_email.settings import ConfigError, Settings, load_settings
-from ace_email.temporal import TemporalUnavailable, connect
+from ace_email.temporal import TemporalUnavailable, connect, ensure_search_attributes
 from workflows.contact import ContactWorkflow
-from workflows.mailbox import MailboxWorkflow
+from workflows.mailbox import MailboxWorkflow, format_duration
 
 RPC_TIMEOUT = timedelta(seconds=10)
 
 
 class Refused(Exception):
     """An operator's request that cannot be carried out; the message says why."""
-
-
-async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
-    """Register the custom search attributes that are missing; returns the names added."""
-    existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace)
-    )
-    missing = {
-        key.name: IndexedValueType.ValueType(key.indexed_value_type)
-        for key in sa.ALL
-        if key.name not in existing.custom_attributes
-    }
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
-    return sorted(missing)
 
 
 async def sync(client: Client, settings: Settings) -> list[str]:
@@ -143,14 +125,18 @@ async def _running_digest(handle: WorkflowHandle[Any, Any]) -> str | None:
     return str(digest)
 
 
-async def list_contacts(client: Client, status: str | None, limit: int) -> list[dict[str, Any]]:
+async def list_contacts(
+    client: Client, status: str | None, limit: int, account: str | None = None
+) -> list[dict[str, Any]]:
     query = 'WorkflowType="ContactWorkflow"'
     if status:
         query += f' AND {sa.STATUS.name}="{status}"'
+    if account:
+        query += f' AND {sa.ACCOUNT.name}="{account}"'
     rows: list[dict[str, Any]] = []
     async for execution in client.list_workflows(query, limit=limit):
         attributes = execution.typed_search_attributes
-        memo = await execution.memo()
+        memo = await _readable_memo(execution)
         rows.append(
             {
                 "id": execution.id,
@@ -164,6 +150,15 @@ async def list_contacts(client: Client, status: str | None, limit: int) -> list[
             }
         )
     return rows
+
+
+async def _readable_memo(execution: WorkflowExecution) -> Mapping[str, Any]:
+    """The memo, or a placeholder where it is encrypted with a key this client lacks (or
+    written by a codec it does not have): one such contact must not hide the others."""
+    try:
+        return await execution.memo()
+    except (KeyError, ValueError):
+        return {"from": "(encrypted)", "subject": "(encrypted)"}
 
 
 async def contact_state(client: Client, contact_id: str) -> ContactState:
@@ -230,21 +225,78 @@ async def poll_now(client: Client, settings: Settings, account_name: str) -> str
 
 
 async def accounts(client: Client, settings: Settings) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for account in settings.accounts:
-        handle = client.get_workflow_handle(ids.mailbox_workflow_id(account.name))
-        try:
-            status = await handle.query(MailboxWorkflow.status, rpc_timeout=RPC_TIMEOUT)
-            rows.append(
-                {
-                    "account": account.name,
-                    "running": True,
-                    **status.model_dump(mode="json", exclude={"account"}),
-                }
-            )
-        except RPCError as err:
-            rows.append({"account": account.name, "running": False, "last_error": err.message})
-    return rows
+    """Each configured account's poll loop, asked all at once: one silent loop holds up none.
+
+    Besides the fields of `MailboxStatus`: `running` (a poll loop runs), `health` (`ok`,
+    `failing`, `starting` before its first poll, `no worker` when no worker answers, `not
+    running`), and `lag_seconds`: the longest an email may have been waiting in the inbox
+    without becoming a contact, from the arrival of the oldest email waiting at the last
+    successful poll, or from that poll if none was waiting; null before the first success.
+    """
+    return list(await asyncio.gather(*(_account_row(client, a.name) for a in settings.accounts)))
+
+
+async def _account_row(client: Client, account: str) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "account": account,
+        "running": False,
+        "health": "not running",
+        "last_success_at": None,
+        "last_error": None,
+        "waiting": None,
+        "lag_seconds": None,
+    }
+    handle = client.get_workflow_handle(ids.mailbox_workflow_id(account))
+    try:
+        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return row | {"last_error": f"{account}: no poll loop; run `starter.py sync`"}
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        state = description.status.name.lower() if description.status else "closed"
+        return row | {"last_error": f"{account}: the poll loop has {state}; run `starter.py sync`"}
+    try:
+        status = await handle.query(MailboxWorkflow.status, rpc_timeout=RPC_TIMEOUT)
+    except (RPCError, WorkflowQueryFailedError) as err:
+        return row | {
+            "running": True,
+            "health": "no worker",
+            "last_error": f"{account}: the poll loop does not answer (is a worker running?): {err}",
+        }
+    lag = status.lag(datetime.now(UTC))
+    return row | {
+        "running": True,
+        "health": status.health.value if status.health else "starting",
+        **status.model_dump(mode="json", exclude={"account"}),
+        "lag_seconds": round(lag.total_seconds(), 1) if lag is not None else None,
+    }
+
+
+def _describe_account(row: dict[str, Any]) -> str:
+    if not row["running"] or row["health"] == "no worker":
+        return f"{row['account']}: {row['health'].upper()}: {row['last_error']}"
+    lag = row["lag_seconds"]
+    health = row["health"].upper() if row["health"] == "failing" else row["health"]
+    parts = [
+        f"{row['account']}: {health}",
+        f"last success {_when(row['last_success_at'])}",
+        f"waiting {row['waiting']}",
+        f"lag {format_duration(timedelta(seconds=lag)) if lag is not None else '-'}",
+    ]
+    if row["health"] == "failing":
+        parts.append(
+            f"{row['failures']} failed polls since {_when(row['failing_since'])}, "
+            f"next try {_when(row['next_poll_at'])}"
+        )
+    parts.append(f"last error {row['last_error'] or '-'}")
+    return ", ".join(parts)
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "never"
+    return f"{datetime.fromisoformat(value):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def analyse(settings: Settings, file: str, account: str | None, *, as_json: bool) -> str:
@@ -325,6 +377,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--status", help="only contacts with this status (queued, assigned, delivered, ...)"
     )
+    listing.add_argument("--account", help="only contacts of this account")
     listing.add_argument("--limit", type=int, default=1000)
     listing.add_argument("--json", action="store_true")
     status = commands.add_parser("status", help="show one contact")
@@ -376,7 +429,7 @@ async def _run(args: argparse.Namespace, client: Client, settings: Settings) -> 
     if args.command == "sync":
         return "\n".join(await sync(client, settings))
     if args.command == "list":
-        rows = await list_contacts(client, args.status, args.limit)
+        rows = await list_contacts(client, args.status, args.limit, args.account)
         if args.json:
             return json.dumps(rows, indent=2, ensure_ascii=False)
         return (
@@ -401,12 +454,7 @@ async def _run(args: argparse.Namespace, client: Client, settings: Settings) -> 
         rows = await accounts(client, settings)
         if args.json:
             return json.dumps(rows, indent=2)
-        return "\n".join(
-            f"{r['account']}: {'running' if r['running'] else 'NOT RUNNING'}, "
-            f"last success {r.get('last_success_at') or '-'}, waiting {r.get('waiting', '-')}, "
-            f"last error {r.get('last_error') or '-'}"
-            for r in rows
-        )
+        return "\n".join(_describe_account(r) for r in rows) or "no accounts configured"
     raise Refused(f"unknown command {args.command}")
 
 

@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from ace_email.settings import ConfigError, Settings, load_settings
-from ace_email.temporal import TemporalUnavailable, connect
+from ace_email.temporal import TemporalUnavailable, connect, ensure_search_attributes
 from activities.auto_reply_ledger import LedgerActivities
 from activities.follow_ups import FollowUpActivities
 from activities.imap_session import ImapPool
@@ -60,8 +61,25 @@ def build_worker(
     )
 
 
+async def _register_search_attributes(client: Client, namespace: str) -> None:
+    """Workflows upsert ace-email's search attributes: a worker that starts before
+    `starter.py sync` registers them first where it may (a cluster may allow only operators)."""
+    try:
+        added = await ensure_search_attributes(client, namespace)
+    except RPCError as exc:
+        log.warning(
+            "cannot register search attributes in namespace %s (%s); run `starter.py sync`",
+            namespace,
+            exc.message,
+        )
+        return
+    for name in added:
+        log.info("search attribute %s registered", name)
+
+
 async def run(settings: Settings, client: Client | None = None) -> None:
     client = client or await connect(settings.temporal)
+    await _register_search_attributes(client, settings.temporal.namespace)
     pool = ImapPool(settings)
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="imap") as executor:
         worker = build_worker(client, settings, pool, executor)

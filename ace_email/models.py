@@ -30,7 +30,11 @@ class ContactStatus(StrEnum):
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    """What crosses into workflow history. Fields are only ever added, with defaults, and
+    unknown ones are ignored, so old and new workers read each other's payloads during a
+    rolling upgrade."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
 class MessageRef(Model):
@@ -183,6 +187,9 @@ class PollResult(Model):
     messages: list[MessageHeadline] = []
     more: bool = False
     waiting: int = 0
+    oldest_waiting_at: datetime | None = Field(
+        default=None, description="arrival (INTERNALDATE) of the lowest UID waiting in the inbox"
+    )
 
 
 class ContactInput(Model):
@@ -333,6 +340,13 @@ class ContactState(Model):
     finished_at: datetime | None = None
 
 
+class MailboxHealth(StrEnum):
+    """A poll loop's health; also the `AceMailboxHealth` search attribute."""
+
+    OK = "ok"
+    FAILING = "failing"
+
+
 class MailboxStatus(Model):
     """What `starter.py accounts` and the Web UI show of a mailbox's poll loop."""
 
@@ -342,10 +356,34 @@ class MailboxStatus(Model):
     contacts_started: int = 0
     duplicates_seen: int = 0
     waiting: int = 0
+    oldest_waiting_at: datetime | None = None
     last_poll_at: datetime | None = None
     last_success_at: datetime | None = None
     last_error: str | None = None
+    failures: int = Field(default=0, description="polls failed in a row")
+    failing_since: datetime | None = None
+    next_poll_at: datetime | None = None
     stopping: bool = False
+
+    @property
+    def health(self) -> MailboxHealth | None:
+        if self.last_error is not None:
+            return MailboxHealth.FAILING
+        return MailboxHealth.OK if self.last_success_at is not None else None
+
+    def lag(self, now: datetime) -> timedelta | None:
+        """The longest an email may have been in the inbox without becoming a contact.
+
+        From the arrival of the oldest email still waiting at the last successful poll, or from
+        that poll itself when none was waiting (mail that arrived since is not seen yet).
+        None before the first successful poll.
+        """
+        if self.last_success_at is None:
+            return None
+        since = self.last_success_at
+        if self.waiting and self.oldest_waiting_at is not None:
+            since = min(since, self.oldest_waiting_at)
+        return max(now - since, timedelta(0))
 
 
 class LedgerEntry(Model):

@@ -1,4 +1,4 @@
-"""Custom search attributes that make contacts findable in the Temporal Web UI.
+"""Custom search attributes that make contacts and failing mailboxes findable in the Web UI.
 
 They are also how ace-email finds an open contact for a follow-up (reference, Message-ID,
 sender), so every one of them is registered by `starter.py sync`.
@@ -17,5 +17,17 @@ MESSAGE_ID = SearchAttributeKey.for_keyword("AceMessageId")
 SENDER = SearchAttributeKey.for_keyword("AceSender")
 CATEGORY = SearchAttributeKey.for_keyword("AceCategory")
 PRIORITY = SearchAttributeKey.for_int("AcePriority")
+MAILBOX_HEALTH = SearchAttributeKey.for_keyword("AceMailboxHealth")
 
-ALL = (STATUS, ACCOUNT, QUEUE, AGENT, REFERENCE, MESSAGE_ID, SENDER, CATEGORY, PRIORITY)
+ALL = (
+    STATUS,
+    ACCOUNT,
+    QUEUE,
+    AGENT,
+    REFERENCE,
+    MESSAGE_ID,
+    SENDER,
+    CATEGORY,
+    PRIORITY,
+    MAILBOX_HEALTH,
+)

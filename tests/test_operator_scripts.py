@@ -67,3 +67,5 @@ async def test_scripts_drive_a_contact_from_queue_to_delivery(
         and mailbox["running"]
         and mailbox["last_error"] is None
     )
+    assert mailbox["health"] == "ok" and mailbox["last_success_at"]
+    assert mailbox["waiting"] in (0, 1) and mailbox["lag_seconds"] >= 0

@@ -20,6 +20,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_histories_are_recorded() -> None:
     assert any(p.name.startswith("contact") for p in HISTORIES)
+    assert any(p.name.startswith("mailbox_polling_before_health") for p in HISTORIES)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -18,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         AccountPolicy,
         ContactInput,
         ContactStatus,
+        MailboxHealth,
         MailboxInput,
         MailboxStatus,
         MessageHeadline,
@@ -30,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contact import ContactWorkflow
 
 MAX_POLLS_PER_RUN = 500
+# Health in the Web UI: the AceMailboxHealth search attribute and one-line current details.
+HEALTH_PATCH = "mailbox-health"
 
 
 @workflow.defn
@@ -48,6 +52,7 @@ class MailboxWorkflow:
         self._poll_requested = False
         self._stop = False
         self._failures = 0
+        self._published_health: MailboxHealth | None = None
 
     @workflow.run
     async def run(self, mailbox: MailboxInput) -> MailboxStatus:
@@ -107,10 +112,14 @@ class MailboxWorkflow:
     def status(self) -> MailboxStatus:
         return self._status
 
+    def _next_wait(self) -> timedelta:
+        return policies.poll_backoff(
+            timedelta(seconds=self._policy.poll_interval_seconds), self._failures
+        )
+
     async def _wait_for_next_poll(self) -> None:
-        interval = timedelta(seconds=self._policy.poll_interval_seconds)
-        if self._failures:
-            interval = min(interval * 2 ** min(self._failures, 10), policies.POLL_BACKOFF_MAX)
+        interval = self._next_wait()
+        self._status = self._status.model_copy(update={"next_poll_at": workflow.now() + interval})
         with suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: self._poll_requested or self._stop,
@@ -138,11 +147,20 @@ class MailboxWorkflow:
             )
         except ActivityError as err:
             self._failures += 1
-            message = str(err.cause) if err.cause else str(err)
-            self._status = self._status.model_copy(update={"last_error": message})
-            workflow.set_current_details(
-                f"**failing** since {now:%Y-%m-%d %H:%M:%S} UTC: {message}"
+            message = self._poll_error(err)
+            self._status = self._status.model_copy(
+                update={
+                    "last_error": message,
+                    "failures": self._failures,
+                    "failing_since": self._status.failing_since or now,
+                }
             )
+            if workflow.patched(HEALTH_PATCH):
+                self._publish_health()
+            else:
+                workflow.set_current_details(
+                    f"**failing** since {now:%Y-%m-%d %H:%M:%S} UTC: {message}"
+                )
             workflow.logger.warning("mailbox %s: poll failed: %s", self._policy.name, message)
             return False
         self._failures = 0
@@ -151,16 +169,42 @@ class MailboxWorkflow:
             update={
                 "cursor": result.cursor,
                 "waiting": result.waiting,
+                "oldest_waiting_at": result.oldest_waiting_at,
                 "last_success_at": now,
                 "last_error": None,
+                "failures": 0,
+                "failing_since": None,
             }
         )
-        workflow.set_current_details(
-            f"**polling** every {self._policy.poll_interval_seconds:g} s · "
-            f"{self._status.contacts_started} contacts started · {result.waiting} waiting in "
-            f"{self._policy.inbox_folder} · last poll {now:%H:%M:%S} UTC"
-        )
+        if workflow.patched(HEALTH_PATCH):
+            self._publish_health()
+        else:
+            workflow.set_current_details(
+                f"**polling** every {self._policy.poll_interval_seconds:g} s · "
+                f"{self._status.contacts_started} contacts started · {result.waiting} waiting in "
+                f"{self._policy.inbox_folder} · last poll {now:%H:%M:%S} UTC"
+            )
         return result.more
+
+    def _poll_error(self, err: ActivityError) -> str:
+        if isinstance(err.cause, ActivityTimeout):
+            timeout = policies.imap_timeout(self._policy).total_seconds()
+            return (
+                f"{self._policy.name}: the poll did not finish within {timeout:g} s "
+                "(IMAP server not answering, or no worker running the poll)"
+            )
+        if isinstance(err.cause, ApplicationError):
+            return err.cause.message
+        return str(err.cause) if err.cause else str(err)
+
+    def _publish_health(self) -> None:
+        """Health as one line in the Web UI, and as a search attribute when it changes."""
+        status = self._status
+        health = status.health
+        if health is not None and health != self._published_health:
+            workflow.upsert_search_attributes([sa.MAILBOX_HEALTH.value_set(health.value)])
+            self._published_health = health
+        workflow.set_current_details(health_line(status, self._policy, workflow.now()))
 
     async def _start_contact(self, headline: MessageHeadline) -> None:
         ref = headline.ref
@@ -214,6 +258,46 @@ class MailboxWorkflow:
                 retry_policy=policies.IMAP_RETRY,
                 summary="archive a duplicate copy",
             )
+
+
+def health_line(status: MailboxStatus, policy: AccountPolicy, now: datetime) -> str:
+    """A mailbox's health in one line, as the Web UI shows it."""
+    waiting = f"{status.waiting} waiting in {policy.inbox_folder}"
+    lag = status.lag(now)
+    if lag is not None:
+        waiting += f", lag {format_duration(lag)}"
+    if status.last_error is not None:
+        since = status.failing_since or now
+        retry = policies.poll_backoff(
+            timedelta(seconds=policy.poll_interval_seconds), status.failures
+        )
+        last = (
+            f"{status.last_success_at:%Y-%m-%d %H:%M:%S} UTC" if status.last_success_at else "never"
+        )
+        return (
+            f"**failing** since {since:%Y-%m-%d %H:%M:%S} UTC ({status.failures} polls), "
+            f"next try in {format_duration(retry)} · last success {last} · {waiting} · "
+            f"{status.last_error}"
+        )
+    return (
+        f"**ok** · polling every {policy.poll_interval_seconds:g} s · {waiting} · "
+        f"{status.contacts_started} contacts started · last poll {now:%H:%M:%S} UTC"
+    )
+
+
+def format_duration(value: timedelta) -> str:
+    """A duration as people read it: 45 s, 3 min 20 s, 2 h 5 min, 3 d 4 h."""
+    seconds = int(value.total_seconds())
+    if seconds < 60:
+        return f"{max(value.total_seconds(), 0):.3g} s" if seconds < 10 else f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def _summary(headline: MessageHeadline) -> str:

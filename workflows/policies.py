@@ -4,6 +4,8 @@
   backing off to a minute; a wrong password is retried too, slowly, so the mailbox recovers by
   itself once an operator fixes it. Faults in the configuration are permanent.
 - SMTP: 4xx and connection faults are retried with back-off; a 5xx answer is permanent.
+- Reply ledger: a reservation is milliseconds of work on Temporal itself, so it is retried
+  soon (at most 5 s apart); the activity itself asks a busy ledger again within 20 s.
 
 Activity timeouts follow the account's configured network timeouts: an activity that has
 not finished within a few of them is presumed lost with its worker and is retried elsewhere.
@@ -26,12 +28,14 @@ IMAP_RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT_FAULTS,
 )
 
+# A poll is retried briefly for a blip; a refused login is not (each try is a failed login the
+# server may count against the account): the poll loop's own back-off takes over.
 POLL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=3,
-    non_retryable_error_types=PERMANENT_FAULTS,
+    non_retryable_error_types=[*PERMANENT_FAULTS, "ImapLoginFailed"],
 )
 
 SMTP_RETRY = RetryPolicy(
@@ -44,14 +48,25 @@ SMTP_RETRY = RetryPolicy(
 LEDGER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
+    maximum_interval=timedelta(seconds=5),
     non_retryable_error_types=PERMANENT_FAULTS,
 )
 LEDGER_TIMEOUT = timedelta(seconds=30)
 
 AUTO_REPLY_GIVE_UP = timedelta(hours=24)
-POLL_BACKOFF_MAX = timedelta(minutes=5)
+# A failing mailbox is tried again after its poll interval, doubled per failure up to this:
+# fixed, it is polled again within two minutes (or at once with `starter.py poll-now`), and a
+# wrong password costs the server one failed login per two minutes.
+POLL_BACKOFF_MAX = timedelta(minutes=2)
 ASSIGN_ANSWER_WAIT = timedelta(seconds=30)
+
+
+def poll_backoff(poll_interval: timedelta, failures: int) -> timedelta:
+    """The wait before the next poll after `failures` failed polls in a row."""
+    if not failures:
+        return poll_interval
+    backoff: timedelta = poll_interval * 2 ** min(failures, 16)
+    return min(backoff, max(POLL_BACKOFF_MAX, poll_interval))
 
 
 def imap_timeout(policy: AccountPolicy) -> timedelta:
