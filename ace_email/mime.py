@@ -37,6 +37,7 @@ __all__ = [
     "analyse",
     "automatic_reasons",
     "body_text",
+    "header_addresses",
     "headline",
     "message_key",
     "subject_reference",
@@ -127,6 +128,26 @@ def _clean(text: str, limit: int) -> str:
     text = _CONTROLS.sub("", text)
     text = _WHITESPACE.sub(" ", text).strip()
     return text[:limit].rstrip()
+
+
+def _clip(text: str, limit: int) -> str:
+    """Like `_clean`, but a text cut short ends in "…", so the summary says it is cut."""
+    text = _clean(text, limit + 1)
+    return f"{text[: limit - 1].rstrip()}…" if len(text) > limit else text
+
+
+def more_marker(count: int) -> str:
+    """What stands at the end of a list cut short: "… and 4,950 more"."""
+    return f"… and {count:,} more"
+
+
+_MORE = re.compile(r"… and ([\d,]+) more")
+
+
+def omitted(name: str) -> int:
+    """How many entries a `more_marker` says were left out; 0 for any other text."""
+    match = _MORE.fullmatch(name)
+    return int(match.group(1).replace(",", "")) if match else 0
 
 
 def _unfold(value: str) -> str:
@@ -464,18 +485,28 @@ def _lenient_addresses(
 
 def _address(pair: tuple[str, str]) -> Address:
     display, addr = pair
-    return Address(name=_clean(display, ADDRESS_TEXT_LIMIT), addr=_clean(addr, ADDRESS_TEXT_LIMIT))
+    return Address(name=_clip(display, ADDRESS_TEXT_LIMIT), addr=_clean(addr, ADDRESS_TEXT_LIMIT))
 
 
 def _addresses(pairs: list[tuple[str, str]]) -> list[Address]:
+    """At most LIST_LIMIT entries; a longer list ends in an entry without an address whose
+    name says how many were left out ("… and 4,950 more")."""
     result: list[Address] = []
-    for pair in pairs:
-        if len(result) >= LIST_LIMIT:
+    for index, pair in enumerate(pairs):
+        if len(result) >= LIST_LIMIT - 1 and len(pairs) - index > 1:
+            result.append(Address(name=more_marker(len(pairs) - index)))
             break
         address = _address(pair)
         if address.name or address.addr:
             result.append(address)
     return result
+
+
+def _trim_addresses(addresses: list[Address], keep: int) -> list[Address]:
+    """The first `keep` addresses, and a marker counting the rest (earlier markers included)."""
+    real = [a for a in addresses if a.addr or not omitted(a.name)]
+    left_out = sum(omitted(a.name) for a in addresses if not a.addr) + len(real) - keep
+    return [*real[:keep], Address(name=more_marker(left_out))] if left_out > 0 else real
 
 
 def _msg_ids(value: str) -> list[str]:
@@ -732,15 +763,15 @@ def headline(raw: bytes) -> tuple[str, str, str | None]:
         if from_values:
             pairs = _lenient_addresses(from_values[0])
             if pairs:
-                sender = _clean(str(_address(pairs[0])), SUMMARY_TEXT_LIMIT)
+                sender = _clip(str(_address(pairs[0])), SUMMARY_TEXT_LIMIT)
             else:
-                sender = _clean(_decode_words(_plain(from_values[0])), SUMMARY_TEXT_LIMIT)
+                sender = _clip(_decode_words(_plain(from_values[0])), SUMMARY_TEXT_LIMIT)
     except Exception:
         sender = ""
     try:
         subjects = [v for n, v in head.fields if n.lower() == "subject"]
         if subjects:
-            subject = _clean(
+            subject = _clip(
                 _decode_words(_plain(subjects[0][:STRICT_HEADER_LIMIT])), SUMMARY_TEXT_LIMIT
             )
     except Exception:
@@ -872,6 +903,7 @@ def _attachments(msg: Message, problems: _Problems) -> list[Attachment]:
     nor a container; an attached message (message/rfc822) is one, and is walked into too.
     """
     found: list[Attachment] = []
+    unlisted = 0
     stack: list[tuple[Message, int]] = [(msg, 0)]
     visited = 0
     while stack:
@@ -890,14 +922,17 @@ def _attachments(msg: Message, problems: _Problems) -> list[Attachment]:
             children = None
         container = maintype == "multipart" or content_type in ("message/rfc822", "message/global")
         if container and isinstance(children, list):
-            if depth and maintype == "message" and len(found) < LIST_LIMIT:
-                found.append(
-                    Attachment(
-                        filename=_part_filename(part, problems),
-                        content_type=content_type,
-                        size=_message_size(part),
+            if depth and maintype == "message":
+                if len(found) < LIST_LIMIT:
+                    found.append(
+                        Attachment(
+                            filename=_part_filename(part, problems),
+                            content_type=content_type,
+                            size=_message_size(part),
+                        )
                     )
-                )
+                else:
+                    unlisted += 1
             if depth >= MAX_MIME_DEPTH:
                 problems.add(f"MIME nesting deeper than {MAX_MIME_DEPTH} levels: not read")
                 continue
@@ -922,6 +957,10 @@ def _attachments(msg: Message, problems: _Problems) -> list[Attachment]:
                     size=_payload_size(part, problems),
                 )
             )
+        elif is_attachment:
+            unlisted += 1
+    if unlisted:
+        problems.add(f"attachments: the first {LIST_LIMIT} listed {more_marker(unlisted)}")
     return found
 
 
@@ -1264,7 +1303,7 @@ def _analyse(
         attachments = _attachments(msg, problems)
 
     reasons = automatic_reasons(fields, sender.addr if sender else "", own_addresses=own_addresses)
-    subject = _clean(headers.text("Subject") or "", SUMMARY_TEXT_LIMIT)
+    subject = _clip(headers.text("Subject") or "", SUMMARY_TEXT_LIMIT)
     spam, spam_detail = _spam_verdict(fields)
     language: str | None = None
     if languages is not None:
@@ -1315,6 +1354,8 @@ def _fit(analysis: Analysis) -> Analysis:
         items: list[Any] = list(getattr(analysis, field))
         if field == "references":
             kept = [items[0], *items[len(items) - len(items) // 2 + 1 :]]
+        elif field in ("to", "cc", "reply_to"):
+            kept = _trim_addresses(items, max(len(items) // 2 - 1, 1))
         else:
             kept = items[: len(items) // 2]
         update: dict[str, Any] = {field: kept}
@@ -1322,6 +1363,21 @@ def _fit(analysis: Analysis) -> Analysis:
             update["problems"] = [*analysis.problems[: PROBLEM_LIMIT - 1], _TRIMMED]
         analysis = analysis.model_copy(update=update)
     return analysis
+
+
+def header_addresses(raw: bytes, name: str) -> list[str]:
+    """Every address in the top-level fields called `name` (To, Cc, ...), for rules: the
+    whole list, where the analysis keeps only its start. Never raises."""
+    try:
+        values = [v for n, v in _parse_head(bytes(raw)).fields if n.lower() == name.lower()]
+        return [
+            address
+            for value in values
+            for _, addr in _lenient_addresses(value)
+            if (address := _clean(addr, ADDRESS_TEXT_LIMIT))
+        ]
+    except Exception:
+        return []
 
 
 def decoded_header_fields(raw: bytes, limit: int = 200) -> list[tuple[str, str]]:

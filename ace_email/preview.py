@@ -52,6 +52,8 @@ def preview(
                 received_at=received_at,
                 body=mime.body_text(raw),
                 headers=mime.decoded_header_fields(raw),
+                to=mime.header_addresses(raw, "To"),
+                cc=mime.header_addresses(raw, "Cc"),
             )
         )
         reason = routing.quarantine_reason

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from ace_email.models import Analysis, Routing
+from ace_email.models import Address, Analysis, Routing
 
 NO_TEMPLATE = "none"
 DEFAULT_RULE_NAME = "default"
@@ -242,12 +242,18 @@ UTC_CALENDAR = Calendar()
 
 @dataclass(frozen=True, kw_only=True)
 class MessageFacts:
-    """What rules may look at: the analysis, the decoded body, when it arrived, its headers."""
+    """What rules may look at: the analysis, the decoded body, when it arrived, its headers.
+
+    `to` and `cc` are every address of those fields, where known; the analysis lists only
+    the first few dozen of a long list.
+    """
 
     analysis: Analysis
     received_at: datetime
     body: str = ""
     headers: Sequence[tuple[str, str]] = field(default=())
+    to: Sequence[str] | None = None
+    cc: Sequence[str] | None = None
 
 
 class RuleWhen(RuleModel):
@@ -303,9 +309,9 @@ class RuleWhen(RuleModel):
         sender = [analysis.sender.addr] if analysis.sender else []
         if self.sender is not None and not _any_address(self.sender, sender):
             return False
-        if self.to is not None and not _any_address(self.to, [a.addr for a in analysis.to]):
+        if self.to is not None and not _any_address(self.to, _listed(facts.to, analysis.to)):
             return False
-        if self.cc is not None and not _any_address(self.cc, [a.addr for a in analysis.cc]):
+        if self.cc is not None and not _any_address(self.cc, _listed(facts.cc, analysis.cc)):
             return False
         if self.attachment_type is not None and not _any_attachment(self.attachment_type, analysis):
             return False
@@ -314,6 +320,10 @@ class RuleWhen(RuleModel):
         if self.headers is not None and not _headers_match(self.headers, facts.headers):
             return False
         return self.body is None or _regex(self.body).search(facts.body) is not None
+
+
+def _listed(full: Sequence[str] | None, summary: Sequence[Address]) -> Sequence[str]:
+    return full if full is not None else [a.addr for a in summary]
 
 
 def _any_address(patterns: Sequence[str], addresses: Sequence[str]) -> bool:

@@ -6,13 +6,15 @@ idempotent: a retry after a crash finds the message where the previous try left 
 
 from __future__ import annotations
 
+import imaplib
 import logging
+import time
 from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ace_email import mime
+from ace_email import ids, mime
 from ace_email.models import (
     AccountPolicy,
     Analysis,
@@ -86,6 +88,7 @@ class MailboxActivities:
             with self._pool.session(ref.account) as session:
                 found = locate(session, ref, [ref.folder, request.archive_folder])
                 if found is None:
+                    _gone_for_sure(ref, "to archive")
                     log.warning("%s: message uid %s to archive is gone", ref.account, ref.uid)
                     return None
                 where = found[0]
@@ -144,6 +147,12 @@ def _poll(session: ImapSession, request: PollRequest) -> PollResult:
         batch.append(uid)
         total += size
     contents = session.fetch(batch, "(UID RFC822.SIZE BODY.PEEK[])")
+    for fetched in contents.values():
+        if fetched.size and not fetched.raw:  # a truncated read would key the wrong contact
+            raise ImapError(
+                f"{request.account}: uid {fetched.uid} in {request.folder!r} came back empty "
+                f"({fetched.size} bytes expected); will try again"
+            )
     headlines = [
         _headline(request.account, request.folder, uidvalidity, fetched)
         for fetched in (contents[uid] for uid in batch if uid in contents)
@@ -154,7 +163,20 @@ def _poll(session: ImapSession, request: PollRequest) -> PollResult:
         messages=headlines,
         more=len(batch) < len(new_uids),
         waiting=len(waiting),
+        oldest_waiting_at=_arrived_at(session, waiting[0]) if waiting else None,
     )
+
+
+def _arrived_at(session: ImapSession, uid: int) -> datetime | None:
+    """When the server received a message (its INTERNALDATE), for the mailbox's lag."""
+    status, data = session.client.uid("FETCH", str(uid), "(INTERNALDATE)")
+    if status != "OK":
+        return None
+    for chunk in data:
+        head = chunk[0] if isinstance(chunk, tuple) else chunk
+        if isinstance(head, bytes) and (parsed := imaplib.Internaldate2tuple(head)):
+            return datetime.fromtimestamp(time.mktime(parsed), UTC)
+    return None
 
 
 def _headline(account: str, folder: str, uidvalidity: int, fetched: Fetched) -> MessageHeadline:
@@ -171,6 +193,21 @@ def _headline(account: str, folder: str, uidvalidity: int, fetched: Fetched) -> 
     return MessageHeadline(ref=ref, sender=sender, subject=subject)
 
 
+MISSING_AFTER_ATTEMPTS = 3
+
+
+def _gone_for_sure(ref: MessageRef, purpose: str) -> None:
+    """A message not found is declared gone only when later tries, on other sessions, did
+    not find it either: one session's view of a folder can lag behind another's moves, and
+    "missing" is final for a contact."""
+    attempt = activity.info().attempt if activity.in_activity() else MISSING_AFTER_ATTEMPTS
+    if attempt < MISSING_AFTER_ATTEMPTS:
+        raise ImapError(
+            f"{ref.account}: message uid {ref.uid} {purpose} not found in {ref.folder!r} "
+            f"(try {attempt} of {MISSING_AFTER_ATTEMPTS} before it counts as gone)"
+        )
+
+
 def locate(
     session: ImapSession, ref: MessageRef, folders: list[str]
 ) -> tuple[MessageRef, bytes] | None:
@@ -178,26 +215,50 @@ def locate(
     else by content.
 
     The content search narrows candidates by exact size (a message keeps its size when it
-    is moved within a server) and Message-ID, then compares content keys.
+    is moved within a server) and Message-ID, then compares content keys. A folder this
+    session already has selected is asked for news first: a server such as Dovecot does not
+    show a session mail that arrived since its last sync, not even to UID FETCH.
     """
-    if session.select(ref.folder) == ref.uidvalidity:
-        fetched = session.fetch_one(ref.uid)
+    if session.select(ref.folder, refresh=True) == ref.uidvalidity:
+        fetched = _fetch_whole(session, ref, ref.folder, ref.uid)
         if fetched is not None:
             return ref, fetched.raw
     for folder in dict.fromkeys(folders):
-        validity = session.select(folder)
+        validity = session.select(folder, refresh=folder != ref.folder)
         criteria = f"LARGER {max(ref.size - 1, 0)} SMALLER {ref.size + 1}" if ref.size else "ALL"
         quoted_id = quote_string(ref.message_id) if ref.message_id else None
         if quoted_id:
             criteria += f" HEADER Message-ID {quoted_id}"
         for uid in session.search(criteria):
-            fetched = session.fetch_one(uid)
+            fetched = _fetch_whole(session, ref, folder, uid)
             if fetched is not None and mime.message_key(fetched.raw) == ref.key:
                 found = ref.model_copy(
                     update={"folder": folder, "uidvalidity": validity, "uid": uid}
                 )
                 return found, fetched.raw
     return None
+
+
+def _fetch_whole(session: ImapSession, ref: MessageRef, folder: str, uid: int) -> Fetched | None:
+    """One message with all its bytes, or None where the folder has no such UID.
+
+    A server may answer with an empty body for a message of some size: one expunged or
+    moved by another session a moment ago, or a stale view of the folder. That is no
+    empty message; the folder is selected afresh and asked once more, then the activity
+    fails, to be retried, rather than take a truncated read for the email.
+    """
+    fetched = session.fetch_one(uid)
+    if fetched is None or fetched.raw or not (fetched.size or ref.size):
+        return fetched
+    session.selected = None
+    session.select(folder)
+    fetched = session.fetch_one(uid)
+    if fetched is None or fetched.raw:
+        return fetched
+    raise ImapError(
+        f"{ref.account}: uid {uid} in {folder!r} came back empty "
+        f"({fetched.size or ref.size} bytes expected); will try again"
+    )
 
 
 def move(session: ImapSession, ref: MessageRef, folder: str) -> MessageRef:
@@ -216,6 +277,7 @@ def _claim(
     ref, policy = request.ref, request.policy
     found = locate(session, ref, [ref.folder, policy.processing_folder, policy.quarantine_folder])
     if found is None:
+        _gone_for_sure(ref, "to claim")
         return ClaimResult(ref=None)
     where, raw = found
     analysis = _analyse(raw, where, policy, languages)
@@ -237,7 +299,18 @@ def _claim(
         return ClaimResult(ref=where, analysis=analysis, routing=routing)
     session.select(where.folder)
     target = policy.quarantine_folder if analysis.quarantine_reason else policy.processing_folder
-    return ClaimResult(ref=move(session, where, target), analysis=analysis, routing=routing)
+    moved = move(session, where, target)
+    if analysis.quarantine_reason:
+        log.warning(
+            "%s: %s (uid %s, %s bytes) moved to %s: %s",
+            ref.account,
+            ids.contact_workflow_id(ref.account, ref.key),
+            where.uid,
+            analysis.size,
+            target,
+            analysis.quarantine_reason,
+        )
+    return ClaimResult(ref=moved, analysis=analysis, routing=routing)
 
 
 def _route(
@@ -249,6 +322,8 @@ def _route(
         received_at=received_at or datetime.now(UTC),
         body=mime.body_text(raw),
         headers=mime.decoded_header_fields(raw),
+        to=mime.header_addresses(raw, "To"),
+        cc=mime.header_addresses(raw, "Cc"),
     )
     try:
         return account.routing(facts)
