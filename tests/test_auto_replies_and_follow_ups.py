@@ -229,7 +229,7 @@ async def test_our_own_automatic_reply_coming_back_gets_no_reply(pipeline: Pipel
     client, mail = pipeline.client, pipeline.mail
     first, reply = await written_and_acknowledged(pipeline)
     bounced_back = reply.as_bytes()
-    mail.server.deliver(mail.support, bounced_back)
+    mail.deliver(mail.support, bounced_back)
     echo = await wait_status(
         client, contact_id_of(pipeline, bounced_back), ContactStatus.JOINED, ContactStatus.QUEUED
     )

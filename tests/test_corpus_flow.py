@@ -12,11 +12,22 @@ import pytest
 
 from ace_email import mime
 from ace_email import search_attributes as sa
+from ace_email.settings import Settings
 from starter import contact_state, sync
 from tests.conftest import CORPUS, Pipeline
 from tests.support import eventually
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The account as deployed (30 s IMAP and 60 s SMTP timeouts): all 438 emails arrive at
+    once, and the activities of a few hundred contacts queue for four IMAP sessions."""
+    account = settings.accounts[0]
+    account.imap = account.imap.model_copy(update={"timeout_seconds": 30.0})
+    account.smtp = account.smtp.model_copy(update={"timeout_seconds": 60.0})
+    return settings
 
 
 def corpus_files() -> list[Path]:
@@ -32,7 +43,7 @@ async def test_corpus_mail_becomes_contacts_or_quarantine_and_none_is_lost(
     files = corpus_files()[: int(os.environ.get("ACE_CORPUS_LIMIT", "100000"))]
     assert files
     for path in files:
-        mail.server.deliver(mail.support, path.read_bytes())
+        mail.deliver(mail.support, path.read_bytes())
     await sync(client, pipeline.settings)
 
     query = f'WorkflowType="ContactWorkflow" AND {sa.ACCOUNT.name}="{pipeline.account}"'

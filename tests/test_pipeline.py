@@ -45,8 +45,9 @@ async def wait_status(
 
 
 async def account_contacts(pipeline: Pipeline) -> list[dict[str, object]]:
-    rows = await list_contacts(pipeline.client, None, 1000)
-    return [r for r in rows if r["account"] == pipeline.account]
+    rows = await list_contacts(pipeline.client, None, 1000, pipeline.account)
+    assert all(r["account"] == pipeline.account for r in rows)
+    return rows
 
 
 def body_and_attachments(message: Message) -> tuple[bytes, list[tuple[str | None, bytes]]]:
@@ -183,7 +184,11 @@ async def test_automatic_reply_to_an_international_address_ends_with_a_clear_ans
     state = await wait_status(pipeline.client, contact_id_of(pipeline, raw), ContactStatus.QUEUED)
     await eventually(lambda: _auto_reply_decided(pipeline.client, state.id))
     outcome = (await contact_state(pipeline.client, state.id)).auto_reply
-    assert outcome.startswith("failed:") and "550" in outcome, outcome
+    assert outcome.startswith("failed:"), outcome
+    if pipeline.mail.kind == "company":  # Postfix before Dovecot's LMTP offers no SMTPUTF8
+        assert "needs SMTPUTF8 (RFC 6531), which the server does not offer" in outcome, outcome
+    else:
+        assert "550" in outcome, outcome
 
 
 async def _auto_reply_decided(client: Client, contact_id: str) -> bool:
@@ -216,7 +221,7 @@ async def test_large_email_flows_through_with_small_history(pipeline: Pipeline) 
 async def test_message_flagged_deleted_by_someone_else_stays(pipeline: Pipeline) -> None:
     mail = pipeline.mail
     doomed = make_message("Someone deleted me")
-    mail.server.deliver(mail.support, doomed)
+    mail.deliver(mail.support, doomed)
     await _flag_deleted(pipeline, "Someone deleted me")
     await sync(pipeline.client, pipeline.settings)
     others = [make_message(f"Around the deleted one {i}") for i in range(3)]
@@ -284,7 +289,7 @@ async def test_uidvalidity_change_neither_loses_nor_recreates_contacts(pipeline:
     mail, client = pipeline.mail, pipeline.client
     emails = [make_message(f"Validity {i}") for i in range(3)]
     for raw in emails:
-        mail.server.deliver(mail.support, raw)
+        mail.deliver(mail.support, raw)
     policy = pipeline.settings.policy(pipeline.settings.accounts[0])
     stale = MailboxCursor(uidvalidity=1, last_uid=10**6)
     handle = await client.start_workflow(
@@ -298,7 +303,7 @@ async def test_uidvalidity_change_neither_loses_nor_recreates_contacts(pipeline:
     await handle.terminate("simulate a restart that lost the cursor")
     again = make_message("After the restart")
     for raw in [*emails, again]:
-        mail.server.deliver(mail.support, raw)
+        mail.deliver(mail.support, raw)
     await client.start_workflow(
         MailboxWorkflow.run,
         MailboxInput(policy=policy),
