@@ -344,7 +344,8 @@ async def test_histories_hold_neither_message_bodies_nor_passwords(pipeline: Pip
     for workflow_id in (contact_id, ids.mailbox_workflow_id(pipeline.account)):
         history = await pipeline.client.get_workflow_handle(workflow_id).fetch_history()
         text = _readable(history.to_json_dict())
-        assert "Private matter" in text  # the summary is there: the search is real
+        if pipeline.client.data_converter.payload_codec is None:  # else all is ciphertext
+            assert "Private matter" in text  # the summary is there: the search is real
         for secret in (PASSWORD, "Body-marker-7f3a", "4111 1111", "attachment-marker-91c2"):
             assert secret not in text, f"{secret!r} in the history of {workflow_id}"
 
