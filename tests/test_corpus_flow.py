@@ -40,6 +40,11 @@ async def test_corpus_mail_becomes_contacts_or_quarantine_and_none_is_lost(
     pipeline: Pipeline,
 ) -> None:
     mail, client = pipeline.mail, pipeline.client
+    if mail.kind == "embedded":
+        pytest.skip(
+            "the corpus runs on Dovecot and Postfix: the embedded server re-reads a folder on "
+            "every command, minutes for 438 emails at once"
+        )
     files = corpus_files()[: int(os.environ.get("ACE_CORPUS_LIMIT", "100000"))]
     assert files
     for path in files:
