@@ -1,5 +1,6 @@
 """SIGKILL the worker while contacts move through their steps: still one contact, one automatic
-reply and one delivery per email."""
+reply and one delivery per email (sent again, same id, only if a kill falls between the SMTP
+server's answer and its record)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import random
 import signal
 import subprocess
 import sys
-from collections import Counter
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -142,10 +143,21 @@ async def test_worker_killed_between_steps_loses_and_doubles_nothing(
             f"kills={worker.kills} contacts={len(contact_ids)} replies={len(replies)} "
             f"deliveries={len(delivered)} archived={len(archived)}"
         )
-        assert Counter(r["In-Reply-To"] for r in replies) == Counter(
-            mime.headline(raw)[2] for raw in emails
+        # One reply per email and one delivery per contact. SMTP has no idempotency: a kill in
+        # the instant between the server's 250 and the record in Sent or Archive sends that
+        # message again on retry, the same message with the same deterministic id (README,
+        # "Guarantees"). Such a copy is counted, never a second, different message.
+        reply_ids = _ids_by(replies, "In-Reply-To", "Message-ID")
+        delivery_ids = _ids_by(delivered, "X-Ace-Contact", "Resent-Message-ID")
+        print(
+            f"copies sent again: {len(replies) - len(reply_ids)} replies, "
+            f"{len(delivered) - len(delivery_ids)} deliveries"
         )
-        assert sorted(str(m["X-Ace-Contact"]) for m in delivered) == sorted(contact_ids)
+        assert set(reply_ids) == {mime.headline(raw)[2] for raw in emails}
+        assert all(len(found) == 1 for found in reply_ids.values()), reply_ids
+        assert set(delivery_ids) == set(contact_ids)
+        assert all(len(found) == 1 for found in delivery_ids.values()), delivery_ids
+        assert len(replies) - len(reply_ids) + len(delivered) - len(delivery_ids) <= worker.kills
         # Every email is kept in the archive. Once in about a dozen runs the archive held one
         # extra copy of an email (7 for 6) after the kills, its cause not yet found; what
         # reached the customer and the agents is checked exactly above.
@@ -154,3 +166,12 @@ async def test_worker_killed_between_steps_loses_and_doubles_nothing(
         assert await mail.messages(mail.support, "Processing") == []
     finally:
         worker.stop()
+
+
+def _ids_by(messages: list[Message], key: str, identity: str) -> dict[str, set[str]]:
+    """For each value of `key` (the email answered, the contact delivered), the distinct
+    message ids sent for it."""
+    found: dict[str, set[str]] = {}
+    for message in messages:
+        found.setdefault(str(message[key]), set()).add(str(message[identity]))
+    return found
