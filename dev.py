@@ -72,7 +72,12 @@ def main(argv: list[str]) -> int:
     ensure_environment()
     os.chdir(ROOT)
     if command == "run":
-        return subprocess.call([str(PYTHON), "-m", "ace_email.devstack", *argv[1:]])
+        stack = subprocess.Popen([str(PYTHON), "-m", "ace_email.devstack", *argv[1:]])
+        while True:
+            try:
+                return stack.wait()
+            except KeyboardInterrupt:  # Ctrl-C reaches the stack too; wait while it stops
+                continue
     ensure_company_mail()
     checks = [
         [str(PYTHON), "-m", "ruff", "check", "."],
