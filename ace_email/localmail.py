@@ -817,7 +817,7 @@ class LocalMailServer:
         logins = self.tls is not None or self.xoauth2 is not None
 
         def smtp_factory() -> SMTP:
-            protocol = _TrackedSMTP(
+            protocol = TrackedSMTP(
                 handler,
                 self._smtp_protocols,
                 data_size_limit=MAX_MESSAGE_SIZE,
@@ -962,7 +962,7 @@ def _coalescing(writer: asyncio.StreamWriter) -> asyncio.StreamWriter:
     return cast(asyncio.StreamWriter, _CoalescingWriter(writer))
 
 
-class _TrackedSMTP(SMTP):
+class TrackedSMTP(SMTP):
     """aiosmtpd's SMTP protocol, registering itself so :meth:`stop` can close it."""
 
     def __init__(self, handler: Any, registry: set[SMTP], **kwargs: Any) -> None:

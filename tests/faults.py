@@ -23,6 +23,7 @@ from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from ace_email import search_attributes as sa
+from ace_email.localmail import TrackedSMTP
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
@@ -261,20 +262,6 @@ class TcpProxy(Outages):
             up_writer.transport.abort()
 
 
-class _RelaySMTP(SMTP):
-    def __init__(self, handler: Any, registry: set[SMTP], **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        self._registry = registry
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._registry.add(self)
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._registry.discard(self)
-        super().connection_lost(exc)
-
-
 class SmtpRelay(Outages):
     """An SMTP server in front of the real one: relays each envelope unchanged, except that it
     refuses `refused` recipients for good (550) and defers everything (451) while told to."""
@@ -299,7 +286,7 @@ class SmtpRelay(Outages):
         loop = asyncio.get_running_loop()
 
         def factory() -> SMTP:
-            return _RelaySMTP(
+            return TrackedSMTP(
                 self,
                 self._protocols,
                 enable_SMTPUTF8=True,
