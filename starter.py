@@ -1,10 +1,12 @@
 """The account registry and the operators' scripts.
 
-    starter.py sync                        start / reconfigure / stop one poll loop per account
+    starter.py sync                        start / reconfigure / stop one poll loop per account;
+                                           running queues and agents take the configuration
     starter.py list [--status S] [--account A] [--json]
                                            contacts, newest first
     starter.py status CONTACT [--json]     one contact in detail
-    starter.py assign CONTACT AGENT        give a queued contact to an agent
+    starter.py assign CONTACT AGENT        give a waiting contact to an agent now, bypassing
+                                           the queue's order (never by SMTP unless an email)
     starter.py poll-now ACCOUNT            poll a mailbox now
     starter.py accounts [--json]           each mailbox's health: last successful poll, last
                                            error, messages waiting, lag
@@ -13,8 +15,27 @@
                                            the rule that matched, the automatic reply rendered;
                                            sends and creates nothing, needs no Temporal
 
-Exit status 0 on success; 1 with one line on stderr for an unknown contact, account or agent,
-or a refused assignment; 2 for a bad configuration or an unreachable Temporal.
+  Routing
+    starter.py agent ready|not-ready|offline AGENT
+    starter.py agents [--json]             presence, load and capacity of every agent
+    starter.py queues [--json]             waiting contacts and the oldest wait of every queue
+    starter.py transfer CONTACT --agent A | --queue Q
+    starter.py requeue CONTACT             back to its queue, in its old place
+    starter.py close CONTACT               done: frees the agent's place, archives the message
+    starter.py accept CONTACT AGENT        a built-in agent takes the contact offered to them
+    starter.py decline CONTACT AGENT       ... or gives it back to the queue
+
+  Work items and social contacts
+    starter.py workitem create --queue Q --subject S --body-file F [--priority P]
+                               [--reply-to ADDR] [--channel workitem|social] [--external-id ID]
+
+  The built-in agent interface
+    starter.py inbox AGENT [--json]        the agent's contacts
+    starter.py show CONTACT [--json]       the message: headers, text, attachments
+    starter.py reply CONTACT --body-file F [--close | --keep-open]
+
+Exit status 0 on success; 1 with one line on stderr for an unknown contact, account, agent or
+queue, or a refused request; 2 for a bad configuration or an unreachable Temporal.
 """
 
 from __future__ import annotations
@@ -43,26 +64,27 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import ids
+from ace_email import desk, ids, routing_commands
 from ace_email import search_attributes as sa
 from ace_email.models import (
     AccountPolicy,
     AssignRequest,
+    CommandResult,
     ContactState,
     MailboxInput,
+    Presence,
     policy_digest,
 )
+from ace_email.operations import RPC_TIMEOUT, Refused, contact_state, known_agent, why_not_open
 from ace_email.preview import AnalysisPreview, preview
 from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect, ensure_search_attributes
+from ace_email.workitems import WorkItemInvalid, create_work_item, parse_request
+from activities.imap_session import ImapPool
 from workflows.contact import ContactWorkflow
 from workflows.mailbox import MailboxWorkflow, format_duration
 
-RPC_TIMEOUT = timedelta(seconds=10)
-
-
-class Refused(Exception):
-    """An operator's request that cannot be carried out; the message says why."""
+__all__ = ["Refused", "assign", "contact_state", "list_contacts", "main", "poll_now", "sync"]
 
 
 async def sync(client: Client, settings: Settings) -> list[str]:
@@ -103,7 +125,7 @@ async def sync(client: Client, settings: Settings) -> list[str]:
         if execution.id not in configured:
             await client.get_workflow_handle(execution.id).signal(MailboxWorkflow.stop)
             lines.append(f"{execution.id}: no longer configured; stopping")
-    return lines
+    return lines + await routing_commands.sync_routing(client, settings)
 
 
 def _mailbox_attributes(policy: AccountPolicy) -> TypedSearchAttributes:
@@ -161,21 +183,8 @@ async def _readable_memo(execution: WorkflowExecution) -> Mapping[str, Any]:
         return {"from": "(encrypted)", "subject": "(encrypted)"}
 
 
-async def contact_state(client: Client, contact_id: str) -> ContactState:
-    handle = client.get_workflow_handle_for(ContactWorkflow.run, contact_id)
-    try:
-        return await handle.query(ContactWorkflow.status, rpc_timeout=RPC_TIMEOUT)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise Refused(f"no contact {contact_id!r}") from None
-        raise
-
-
 async def assign(client: Client, settings: Settings, contact_id: str, agent_id: str) -> str:
-    try:
-        agent = settings.agent(agent_id)
-    except ConfigError as exc:
-        raise Refused(str(exc)) from None
+    agent = known_agent(settings, agent_id)
     handle = client.get_workflow_handle_for(ContactWorkflow.run, contact_id)
     try:
         result = await handle.execute_update(
@@ -188,23 +197,14 @@ async def assign(client: Client, settings: Settings, contact_id: str, agent_id: 
         raise Refused(f"assignment refused: {reason}") from None
     except RPCError as err:
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            raise Refused(await _why_not_assignable(handle, contact_id)) from None
+            reason = await why_not_open(handle, contact_id)
+            raise Refused(
+                f"assignment refused: {reason}; only a queued contact can be assigned"
+            ) from None
         raise
     where = f" ({agent.email})" if agent.email else " (built-in agent interface)"
     detail = f": {result.detail}" if result.detail else ""
     return f"{contact_id}: {result.status.value}, agent {agent.id}{where}{detail}"
-
-
-async def _why_not_assignable(handle: WorkflowHandle[Any, Any], contact_id: str) -> str:
-    try:
-        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
-    except RPCError:
-        return f"no contact {contact_id!r}"
-    status = description.typed_search_attributes.get(sa.STATUS) or "ended"
-    return (
-        f"assignment refused: contact {contact_id} is {status}; "
-        "only a queued contact can be assigned"
-    )
 
 
 async def poll_now(client: Client, settings: Settings, account_name: str) -> str:
@@ -396,6 +396,59 @@ def _parser() -> argparse.ArgumentParser:
     analysing.add_argument("file", help="a raw email (.eml)")
     analysing.add_argument("--account", help="account whose rules apply (default: the first)")
     analysing.add_argument("--json", action="store_true")
+
+    presence = commands.add_parser("agent", help="set an agent's presence")
+    presence.add_argument("presence", choices=[p.value for p in Presence])
+    presence.add_argument("agent")
+    for name, text in (("agents", "agents' presence and load"), ("queues", "the queues")):
+        listing = commands.add_parser(name, help=text)
+        listing.add_argument("--json", action="store_true")
+    transferring = commands.add_parser(
+        "transfer", help="move a contact to a queue or an agent's personal waiting list"
+    )
+    transferring.add_argument("contact")
+    target = transferring.add_mutually_exclusive_group(required=True)
+    target.add_argument("--agent")
+    target.add_argument("--queue")
+    for name, text in (
+        ("requeue", "put a contact back in its queue, in its old place"),
+        ("close", "close a contact: frees the agent's place, archives the message"),
+    ):
+        commands.add_parser(name, help=text).add_argument("contact")
+    for name, text in (
+        ("accept", "a built-in agent accepts the contact offered to them"),
+        ("decline", "a built-in agent declines the contact offered to them"),
+    ):
+        answering = commands.add_parser(name, help=text)
+        answering.add_argument("contact")
+        answering.add_argument("agent")
+
+    workitem = commands.add_parser("workitem", help="work items and social contacts")
+    workitem_commands = workitem.add_subparsers(dest="workitem_command", required=True)
+    creating = workitem_commands.add_parser("create", help="create a work item")
+    creating.add_argument("--queue", required=True)
+    creating.add_argument("--subject", required=True)
+    creating.add_argument("--body-file", required=True, help="a UTF-8 text file; - for stdin")
+    creating.add_argument("--priority", type=int, default=0)
+    creating.add_argument("--reply-to", help="where replies from the built-in interface go")
+    creating.add_argument("--channel", choices=["workitem", "social"], default="workitem")
+    creating.add_argument("--external-id", help="the source's id: sent twice, created once")
+    creating.add_argument("--skill", action="append", default=[], help="a skill it needs")
+    creating.add_argument("--sender-name", default="")
+    creating.add_argument("--json", action="store_true")
+
+    inbox = commands.add_parser("inbox", help="an agent's contacts")
+    inbox.add_argument("agent")
+    inbox.add_argument("--json", action="store_true")
+    showing = commands.add_parser("show", help="a contact's message: headers, text, attachments")
+    showing.add_argument("contact")
+    showing.add_argument("--json", action="store_true")
+    replying = commands.add_parser("reply", help="reply to a contact from the built-in interface")
+    replying.add_argument("contact")
+    replying.add_argument("--body-file", required=True, help="a UTF-8 text file; - for stdin")
+    closing = replying.add_mutually_exclusive_group()
+    closing.add_argument("--close", action="store_true", help="close the contact once sent")
+    closing.add_argument("--keep-open", action="store_true", help="keep it open (the default)")
     return parser
 
 
@@ -408,7 +461,7 @@ async def main(argv: Sequence[str] | None = None, client: Client | None = None) 
         else:
             client = client or await connect(settings.temporal)
             output = await _run(args, client, settings)
-    except Refused as exc:
+    except (Refused, WorkItemInvalid) as exc:
         print(f"starter.py {args.command}: {exc}", file=sys.stderr)
         return 1
     except (ConfigError, TemporalUnavailable) as exc:
@@ -455,7 +508,149 @@ async def _run(args: argparse.Namespace, client: Client, settings: Settings) -> 
         if args.json:
             return json.dumps(rows, indent=2)
         return "\n".join(_describe_account(r) for r in rows) or "no accounts configured"
+    return await _run_routing(args, client, settings)
+
+
+async def _run_routing(args: argparse.Namespace, client: Client, settings: Settings) -> str:
+    if args.command == "agent":
+        agent = await routing_commands.set_presence(
+            client, settings, args.agent, Presence(args.presence)
+        )
+        return f"{agent.id}: {agent.presence.value}, {agent.load} of {agent.capacity}"
+    if args.command == "agents":
+        rows = await routing_commands.agents(client, settings)
+        if args.json:
+            return json.dumps(rows, indent=2, ensure_ascii=False)
+        return "\n".join(_describe_agent(r) for r in rows) or "no agents configured"
+    if args.command == "queues":
+        rows = await routing_commands.queues(client, settings)
+        if args.json:
+            return json.dumps(rows, indent=2)
+        return "\n".join(_describe_queue(r) for r in rows) or "no queues"
+    if args.command == "transfer":
+        result = await routing_commands.transfer(
+            client, settings, args.contact, queue=args.queue, agent_id=args.agent
+        )
+        return _describe_result(result)
+    if args.command in ("requeue", "close"):
+        command = "close_contact" if args.command == "close" else "requeue"
+        return _describe_result(
+            await routing_commands.contact_command(client, args.contact, command)
+        )
+    if args.command in ("accept", "decline"):
+        result = await routing_commands.answer_offer(
+            client, settings, args.contact, args.agent, accept=args.command == "accept"
+        )
+        return _describe_result(result)
+    return await _run_desk(args, client, settings)
+
+
+async def _run_desk(args: argparse.Namespace, client: Client, settings: Settings) -> str:
+    if args.command == "workitem":
+        request = parse_request(
+            {
+                "queue": args.queue,
+                "subject": args.subject,
+                "body": _read_text(args.body_file),
+                "priority": args.priority,
+                "reply_to": args.reply_to,
+                "channel": args.channel,
+                "external_id": args.external_id,
+                "skills": args.skill,
+                "sender_name": args.sender_name,
+            }
+        )
+        pool = ImapPool(settings)
+        try:
+            created = await create_work_item(client, settings, pool, request)
+        finally:
+            pool.close_all()
+        if args.json:
+            return created.model_dump_json(indent=2)
+        verb = "created" if created.created else "already there"
+        return f"{created.contact_id}: {verb} [#{created.reference}] in queue {created.queue}"
+    if args.command == "inbox":
+        rows = await desk.inbox(client, settings, args.agent)
+        if args.json:
+            return json.dumps(rows, indent=2, ensure_ascii=False)
+        return "\n".join(_describe_inbox_row(r) for r in rows) or f"{args.agent}: nothing"
+    if args.command == "show":
+        shown = await desk.show(client, settings, args.contact)
+        if args.json:
+            return shown.model_dump_json(indent=2, by_alias=True)
+        return _describe_shown(shown)
+    if args.command == "reply":
+        result = await desk.reply(
+            client, settings, args.contact, _read_text(args.body_file), close=args.close
+        )
+        return _describe_result(result)
     raise Refused(f"unknown command {args.command}")
+
+
+def _read_text(path: str) -> str:
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise Refused(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise Refused(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+
+
+def _describe_result(result: CommandResult) -> str:
+    detail = f": {result.detail}" if result.detail else ""
+    return f"{result.contact_id}: {result.status.value}{detail}"
+
+
+def _describe_agent(row: dict[str, Any]) -> str:
+    where = row["email"] or "built-in interface"
+    personal = len(row["personal_waiting"])
+    return (
+        f"{row['id']:<12} {row['presence']:<10} {row['load']} of {row['capacity']:<3} "
+        f"{where}"
+        + (f", {personal} waiting in person" if personal else "")
+        + (f", skills {', '.join(row['skills'])}" if row["skills"] else "")
+    )
+
+
+def _describe_queue(row: dict[str, Any]) -> str:
+    wait = row["oldest_wait_seconds"]
+    oldest = format_duration(timedelta(seconds=wait)) if wait is not None else "-"
+    return (
+        f"{row['queue']:<14} {row['waiting']} waiting, oldest {oldest}, "
+        f"{row['agents_ready']} agent(s) ready ({row['agents_free']} with a free place), "
+        f"{row['routed']} routed"
+    )
+
+
+def _describe_inbox_row(row: dict[str, Any]) -> str:
+    if "status" not in row:
+        return f"{row['id']}  (does not answer)"
+    status = "waiting for you" if row["waiting_for_you"] else row["status"]
+    until = f" until {row['offer_expires_at']}" if row.get("offer_expires_at") else ""
+    return (
+        f"{row['id']}  {status}{until}  [{row['channel']}] [#{row['reference']}] "
+        f"{row['from']}: {row['subject']}"
+    )
+
+
+def _describe_shown(shown: desk.ShownMessage) -> str:
+    state = shown.contact
+    lines = [f"{state.id}  {state.status.value}  [{state.channel.value}] [#{state.reference}]"]
+    lines += [f"{name}: {value}" for name, value in shown.headers]
+    lines += ["", shown.text.rstrip() or "(no text)", ""]
+    if shown.attachments:
+        lines.append("Attachments:")
+        lines += [
+            f"  {a.filename or '(unnamed)'}  {a.content_type}  {a.size} bytes"
+            for a in shown.attachments
+        ]
+    if state.follow_ups:
+        lines.append(
+            f"Follow-ups: {len(state.follow_ups)} (newest: {state.follow_ups[-1].subject})"
+        )
+    return "\n".join(lines)
 
 
 def _describe_contact(state: ContactState) -> str:

@@ -25,9 +25,20 @@ from activities.follow_ups import FollowUpActivities
 from activities.imap_session import ImapPool
 from activities.mailbox import MailboxActivities
 from activities.outbound import OutboundActivities
+from activities.routing import RoutingActivities
+from workflows.agent import AgentWorkflow
 from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
 from workflows.contact import ContactWorkflow
 from workflows.mailbox import MailboxWorkflow
+from workflows.queue import QueueWorkflow
+
+WORKFLOWS = [
+    MailboxWorkflow,
+    ContactWorkflow,
+    AutoReplyLedgerWorkflow,
+    QueueWorkflow,
+    AgentWorkflow,
+]
 
 log = logging.getLogger("ace_email.worker")
 
@@ -41,19 +52,32 @@ def build_worker(
     outbound = OutboundActivities(settings, pool)
     ledger = LedgerActivities(client, settings.temporal.task_queue)
     follow_ups = FollowUpActivities(client, settings)
+    routing = RoutingActivities(client, settings)
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[MailboxWorkflow, ContactWorkflow, AutoReplyLedgerWorkflow],
+        workflows=WORKFLOWS,
         activities=[
             mailbox.poll_mailbox,
             mailbox.claim_message,
             mailbox.archive_message,
+            mailbox.move_message,
             mailbox.settle_duplicate,
             outbound.send_auto_reply,
             outbound.deliver_to_agent,
+            outbound.send_reply,
             ledger.reserve_auto_reply,
             follow_ups.find_follow_up,
+            routing.enqueue,
+            routing.withdraw,
+            routing.dispatch,
+            routing.notify_queues,
+            routing.agent_views,
+            routing.hold,
+            routing.release,
+            routing.wait_for_agent,
+            routing.tell_overflow,
+            routing.held_elsewhere,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,

@@ -133,3 +133,63 @@ def build_resent(
     ]
     block = newline.join(f.encode("ascii", errors="replace") for f in fields) + newline
     return block + raw
+
+
+def build_reply(
+    *,
+    from_address: str,
+    to_address: str,
+    subject: str,
+    reference: str,
+    message_id: str,
+    date: datetime,
+    in_reply_to: str | None,
+    references: list[str],
+    text: str,
+) -> bytes:
+    """A reply an agent wrote in the built-in interface, threaded to the customer's email.
+
+    Not marked automatic: a person wrote it. The same checks on addresses as the automatic
+    reply: exactly one address each, no header can be smuggled in.
+    """
+    international = not (from_address.isascii() and to_address.isascii())
+    message = EmailMessage(policy=_UTF8_POLICY if international else _POLICY)
+    message["From"] = mailbox(from_address, "", "From")
+    message["To"] = mailbox(to_address, "", "To")
+    message["Subject"] = auto_reply_subject(subject, reference)
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = one_line(message_id, 998)
+    if in_reply_to:
+        message["In-Reply-To"] = one_line(in_reply_to, 998)
+        message["References"] = " ".join(one_line(r, 998) for r in [*references[-10:], in_reply_to])
+    message.set_content(body_text(text))
+    return message.as_bytes()
+
+
+def build_work_item(
+    *,
+    to_address: str,
+    reply_to: str | None,
+    sender_name: str,
+    subject: str,
+    text: str,
+    channel: str,
+    external_id: str | None,
+    message_id: str,
+    date: datetime,
+) -> bytes:
+    """A work item's or social contact's document, kept in the account's work-item folder
+    like an email in processing: the contact refers to it, its text never enters history."""
+    international = not (to_address.isascii() and (reply_to or "").isascii())
+    message = EmailMessage(policy=_UTF8_POLICY if international else _POLICY)
+    if reply_to:
+        message["From"] = mailbox(reply_to, sender_name, "reply-to")
+    message["To"] = mailbox(to_address, "", "To")
+    message["Subject"] = one_line(subject) or "(no subject)"
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = one_line(message_id, 998)
+    message["X-Ace-Channel"] = one_line(channel, 20)
+    if external_id:
+        message["X-Ace-External-Id"] = one_line(external_id, 200)
+    message.set_content(body_text(text))
+    return message.as_bytes()

@@ -35,12 +35,36 @@ def resent_message_id(account: str, key: str, agent_id: str, return_address: str
     return f"<ace.{key[:32]}.resent.{agent_id}.{account}@{mail_domain(return_address)}>"
 
 
+def reply_message_id(account: str, key: str, body_digest: str, return_address: str) -> str:
+    """A reply from the built-in interface: the same text to the same contact is one reply."""
+    return f"<ace.{key[:32]}.reply.{body_digest[:16]}.{account}@{mail_domain(return_address)}>"
+
+
+def work_item_message_id(account: str, key: str, return_address: str) -> str:
+    return f"<ace.{key[:32]}.workitem.{account}@{mail_domain(return_address)}>"
+
+
 def ledger_workflow_id(account: str) -> str:
     return f"autoreply-ledger-{account}"
 
 
+def queue_workflow_id(queue: str) -> str:
+    return f"queue-{queue}"
+
+
+def agent_workflow_id(agent_id: str) -> str:
+    return f"agent-{agent_id}"
+
+
+def contact_key(contact_id: str, account: str) -> str:
+    """The key part of a contact's id (what its reference and our Message-IDs are made of)."""
+    return contact_id.removeprefix(f"contact-{account}-")
+
+
 def contact_of_own_message_id(message_id: str, account: str) -> str | None:
-    """The contact whose automatic reply or delivery this account sent under `message_id`."""
-    pattern = rf"<ace\.([0-9a-f]{{20,64}})\.(?:autoreply|resent\..+)\.{re.escape(account)}@[^>]*>"
+    """The contact whose automatic reply, delivery or built-in reply this account sent under
+    `message_id`."""
+    kinds = r"(?:autoreply|resent\..+|reply\.[0-9a-f]+|workitem)"
+    pattern = rf"<ace\.([0-9a-f]{{20,64}})\.{kinds}\.{re.escape(account)}@[^>]*>"
     match = re.fullmatch(pattern, message_id)
     return contact_workflow_id(account, match.group(1)) if match else None

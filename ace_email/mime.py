@@ -637,7 +637,7 @@ _LOOP_HEADER = re.compile(r"x-(?:.+-)?loop", re.IGNORECASE)
 _REPORT_TYPE = re.compile(r"report-type\s*=\s*\"?([\w.-]+)", re.IGNORECASE)
 # Message-IDs of ace-email's own outgoing mail (ace_email.ids): acknowledgements and resent mail.
 _OWN_MESSAGE_ID = re.compile(
-    r"<ace\.[0-9a-f]+\.(?:autoreply\.[^<>@\s]+|resent\.[^<>@\s]+\.[^<>@\s]+)@[^<>@\s]+>",
+    r"<ace\.[0-9a-f]+\.(?:autoreply\.[^<>@\s]+|(?:resent|reply)\.[^<>@\s]+\.[^<>@\s]+)@[^<>@\s]+>",
     re.IGNORECASE,
 )
 

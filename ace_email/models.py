@@ -27,6 +27,24 @@ class ContactStatus(StrEnum):
     QUARANTINED = "quarantined"
     MISSING = "missing"
     JOINED = "joined"
+    OFFERED = "offered"
+    CLOSED = "closed"
+
+
+class Channel(StrEnum):
+    """How a contact reached us. Only email may ever be resent to an agent's own mailbox."""
+
+    EMAIL = "email"
+    WORKITEM = "workitem"
+    SOCIAL = "social"
+
+
+class Presence(StrEnum):
+    """An agent's presence; also its `AceStatus` search attribute."""
+
+    OFFLINE = "offline"
+    READY = "ready"
+    NOT_READY = "not-ready"
 
 
 class Model(BaseModel):
@@ -140,6 +158,8 @@ class AccountPolicy(Model):
     archive_folder: str = "Archive"
     quarantine_folder: str = "Quarantine"
     sent_folder: str = "Sent"
+    workitem_folder: str = "WorkItems"
+    outbox_folder: str = "Outbox"
     max_message_bytes: int = 40 * 1024 * 1024
     imap_timeout_seconds: float = 30.0
     smtp_timeout_seconds: float = 60.0
@@ -155,8 +175,9 @@ class AccountPolicy(Model):
     )
 
 
-def policy_digest(policy: AccountPolicy) -> str:
-    """A short fingerprint of an account's policy: the registry compares it to reconfigure."""
+def policy_digest(policy: BaseModel) -> str:
+    """A short fingerprint of a policy (an account's, a queue's, an agent's): the registry
+    compares it to the running workflow's memo to reconfigure."""
     return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:16]
 
 
@@ -192,9 +213,22 @@ class PollResult(Model):
     )
 
 
+class WorkItem(Model):
+    """What a work item or social contact brings besides its document: where it waits and
+    whom a reply goes to. Its text is a document in the account's work-item folder."""
+
+    queue: str
+    priority: int = 0
+    skills: list[str] = []
+    reply_to: str | None = None
+    external_id: str | None = None
+
+
 class ContactInput(Model):
     ref: MessageRef
     policy: AccountPolicy
+    channel: Channel = Channel.EMAIL
+    work_item: WorkItem | None = None
 
 
 class ClaimRequest(Model):
@@ -214,6 +248,11 @@ class ClaimResult(Model):
 class ArchiveRequest(Model):
     ref: MessageRef
     archive_folder: str
+
+
+class MoveRequest(Model):
+    ref: MessageRef
+    folder: str
 
 
 class SettleDuplicateRequest(Model):
@@ -247,6 +286,7 @@ class DeliverRequest(Model):
     policy: AccountPolicy
     agent_id: str
     agent_email: str
+    channel: Channel = Channel.EMAIL
 
 
 class DeliverResult(Model):
@@ -309,6 +349,15 @@ class AssignResult(Model):
     detail: str = ""
 
 
+class ReplyNote(Model):
+    """A reply sent from the built-in interface."""
+
+    message_id: str
+    to: str
+    at: datetime
+    sent: bool = True
+
+
 class ContactState(Model):
     """What `starter.py status` and the Web UI show of a contact."""
 
@@ -338,6 +387,27 @@ class ContactState(Model):
     received_at: datetime | None = None
     queued_at: datetime | None = None
     finished_at: datetime | None = None
+    channel: Channel = Channel.EMAIL
+    reply_to: str | None = Field(default=None, description="where a reply to the customer goes")
+    external_id: str | None = Field(default=None, description="a work item's id at its source")
+    waiting_for: str | None = Field(
+        default=None, description="the agent whose personal waiting list holds the contact"
+    )
+    waiting_until: datetime | None = None
+    offer_expires_at: datetime | None = None
+    round: int = Field(default=0, description="how often it has entered a waiting place")
+    excluded_agents: list[str] = Field(default=[], description="not offered to these again")
+    waiting_since: datetime | None = Field(default=None, description="orders it within a priority")
+    entered_queue_at: datetime | None = Field(
+        default=None, description="when it entered its present queue: escalation counts from it"
+    )
+    routed_by: str | None = Field(default=None, description="who gave it to its agent")
+    routed_sequence: int | None = Field(
+        default=None, description="the queue's running number of its routing decision"
+    )
+    assigned_at: datetime | None = None
+    closed_at: datetime | None = None
+    replies: list[ReplyNote] = []
 
 
 class MailboxHealth(StrEnum):
@@ -412,3 +482,291 @@ class ReserveReplyRequest(Model):
 class ReserveReplyResult(Model):
     allowed: bool
     reason: str
+
+
+# Routing: queues, agents and the messages between them and their contacts.
+
+
+class QueuePolicy(Model):
+    """A queue's routing rules: escalation and overflow."""
+
+    name: str
+    escalate_after_seconds: float | None = Field(
+        default=None, description="every this long waiting, the priority rises by the step"
+    )
+    escalate_step: int = 1
+    escalate_max: int | None = Field(default=None, description="escalation stops here")
+    overflow_after_seconds: float | None = None
+    overflow_to: str | None = None
+
+
+class AgentPolicy(Model):
+    """An agent as routing sees it: what they can take, how much, from where."""
+
+    id: str
+    name: str = ""
+    email: str | None = Field(default=None, description="none: works in the built-in interface")
+    capacity: int = 1
+    channel_capacity: dict[Channel, int] = Field(
+        default={}, description="at most this many contacts of a channel at once"
+    )
+    skills: list[str] = []
+    queues: list[str] = []
+
+
+class Waiting(Model):
+    """One contact waiting in a queue: enough to order it and to match it to an agent."""
+
+    contact_id: str
+    round: int
+    priority: int = 0
+    waiting_since: datetime = Field(description="orders it within a priority: the oldest first")
+    entered_at: datetime = Field(description="in this queue; escalation and overflow count from it")
+    skills: list[str] = []
+    channel: Channel = Channel.EMAIL
+    excluded: list[str] = Field(default=[], description="agents it is not offered to again")
+
+
+class Withdrawal(Model):
+    """A contact leaves the waiting place it entered in `round`."""
+
+    contact_id: str
+    round: int
+
+
+class AgentView(Model):
+    """What a queue knows of an agent; `seq` orders the views one agent sends."""
+
+    agent_id: str
+    seq: int = 0
+    ready: bool = False
+    free: int = 0
+    free_by_channel: dict[Channel, int] = Field(
+        default={}, description="free places of the channels with their own limit"
+    )
+    skills: list[str] = []
+    queues: list[str] = []
+    idle_since: datetime | None = None
+
+
+class QueueInput(Model):
+    policy: QueuePolicy
+    waiting: list[Waiting] = []
+    agents: list[AgentView] = []
+    agents_known: bool = False
+    routed: int = 0
+    decided: int = Field(default=0, description="routing decisions made: their running number")
+    overflowed: int = 0
+
+
+class QueuedContact(Model):
+    contact_id: str
+    priority: int
+    effective_priority: int
+    waiting_since: datetime
+    entered_at: datetime
+    skills: list[str] = []
+    channel: Channel = Channel.EMAIL
+
+
+class QueueStatus(Model):
+    """What `starter.py queues` and the Web UI show of a queue."""
+
+    queue: str
+    waiting: int = 0
+    oldest_waiting_since: datetime | None = None
+    routed: int = Field(default=0, description="contacts given to agents since the queue began")
+    overflowed: int = 0
+    agents_ready: int = 0
+    agents_free: int = Field(default=0, description="ready agents with a free place")
+    head: list[QueuedContact] = Field(default=[], description="the first waiting, in order")
+
+
+class RouteOrder(Model):
+    """One routing decision: give `contact_id` (waiting in `round`) to `agent_id`."""
+
+    contact_id: str
+    agent_id: str
+    round: int
+    channel: Channel = Channel.EMAIL
+    skills: list[str] = []
+    queue: str
+    sequence: int = 0
+    reserve: bool = Field(
+        default=True, description="reserve a place with the agent first; False: it is reserved"
+    )
+
+
+class DispatchBatch(Model):
+    source: str
+    orders: list[RouteOrder]
+
+
+class DispatchOutcome(StrEnum):
+    ROUTED = "routed"
+    AGENT_BUSY = "agent-busy"
+    STALE = "stale"
+
+
+class DispatchResult(Model):
+    contact_id: str
+    agent_id: str
+    outcome: DispatchOutcome
+    view: AgentView | None = None
+    detail: str = ""
+
+
+class Reservation(Model):
+    """A place with an agent for one contact. `force`: an operator's direct assignment, taken
+    whatever the agent's presence and load."""
+
+    contact_id: str
+    channel: Channel = Channel.EMAIL
+    queue: str = ""
+    skills: list[str] = []
+    force: bool = False
+
+
+class ReservationAnswer(Model):
+    granted: bool
+    reason: str = ""
+    view: AgentView
+
+
+class Release(Model):
+    contact_id: str
+
+
+class PersonalWait(Model):
+    """A contact waiting in one agent's personal waiting list."""
+
+    contact_id: str
+    round: int
+    channel: Channel = Channel.EMAIL
+    queue: str = ""
+    skills: list[str] = []
+    since: datetime
+    until: datetime
+
+
+class Held(Model):
+    """A contact that occupies a place of an agent's capacity, from reservation to close."""
+
+    contact_id: str
+    channel: Channel = Channel.EMAIL
+    queue: str = ""
+    since: datetime
+    forced: bool = False
+
+
+class AgentInput(Model):
+    policy: AgentPolicy
+    presence: Presence = Presence.OFFLINE
+    presence_since: datetime | None = None
+    idle_since: datetime | None = None
+    held: list[Held] = []
+    personal: list[PersonalWait] = []
+    seq: int = 0
+    max_load: int = 0
+    contacts_taken: int = 0
+    reconcile_every_seconds: float = Field(
+        default=300.0, description="how often it checks that the contacts it holds are open"
+    )
+
+
+class PresenceRequest(Model):
+    presence: Presence
+
+
+class AgentStatus(Model):
+    """What `starter.py agents` and the Web UI show of an agent."""
+
+    id: str
+    name: str = ""
+    email: str | None = None
+    presence: Presence = Presence.OFFLINE
+    presence_since: datetime | None = None
+    idle_since: datetime | None = None
+    capacity: int = 1
+    channel_capacity: dict[Channel, int] = {}
+    load: int = 0
+    load_by_channel: dict[Channel, int] = {}
+    max_load: int = Field(default=0, description="the most contacts held at once")
+    contacts_taken: int = 0
+    skills: list[str] = []
+    queues: list[str] = []
+    held: list[Held] = []
+    personal: list[PersonalWait] = []
+
+
+class RouteRequest(Model):
+    """To a waiting contact: this agent takes you (if you still wait where you waited in
+    `round`)."""
+
+    agent_id: str
+    agent_name: str = ""
+    agent_email: str | None = None
+    round: int
+    source: str = ""
+    sequence: int | None = None
+    offer_timeout_seconds: float = 60.0
+
+
+class RouteAnswer(Model):
+    accepted: bool
+    reason: str = ""
+
+
+class OverflowNotice(Model):
+    """From a queue to a contact that waited there too long: go to `to_queue`."""
+
+    contact_id: str
+    round: int
+    from_queue: str
+    to_queue: str
+
+
+class OfferAnswer(Model):
+    agent_id: str
+
+
+class TransferRequest(Model):
+    """To another queue, or to one agent's personal waiting list."""
+
+    queue: str | None = None
+    agent_id: str | None = None
+    agent_name: str = ""
+    agent_email: str | None = None
+    personal_wait_seconds: float = 600.0
+    offer_timeout_seconds: float = 60.0
+
+
+class ReplyRequest(Model):
+    """A reply composed in the built-in interface, waiting in the outbox by its Message-ID."""
+
+    message_id: str
+    to: str
+    close: bool = False
+
+
+class SendReplyRequest(Model):
+    contact_id: str
+    policy: AccountPolicy
+    message_id: str
+    to: str
+
+
+class ReplyResult(Model):
+    message_id: str
+    sent: bool = Field(description="False when the Sent folder already held it")
+
+
+class CommandResult(Model):
+    contact_id: str
+    status: ContactStatus
+    detail: str = ""
+
+
+class HeldCheck(Model):
+    agent_id: str
+    contact_ids: list[str]

@@ -175,13 +175,6 @@ class RuleModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class QueueSettings(RuleModel):
-    """A queue that rules may send email to."""
-
-    name: str = Field(min_length=1)
-    description: str = ""
-
-
 class OfficeHours(RuleModel):
     """When the account is open, in its time zone. Holidays are closed all day."""
 

@@ -1,7 +1,9 @@
 """Custom search attributes that make contacts and failing mailboxes findable in the Web UI.
 
 They are also how ace-email finds an open contact for a follow-up (reference, Message-ID,
-sender), so every one of them is registered by `starter.py sync`.
+sender), so every one of them is registered by `starter.py sync`. A namespace on SQL
+visibility (the dev server among them) takes at most ten keyword attributes: agents show
+their presence in `AceStatus` rather than in an eleventh.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ SENDER = SearchAttributeKey.for_keyword("AceSender")
 CATEGORY = SearchAttributeKey.for_keyword("AceCategory")
 PRIORITY = SearchAttributeKey.for_int("AcePriority")
 MAILBOX_HEALTH = SearchAttributeKey.for_keyword("AceMailboxHealth")
+CHANNEL = SearchAttributeKey.for_keyword("AceChannel")
+PRESENCE = STATUS
 
 ALL = (
     STATUS,
@@ -30,4 +34,5 @@ ALL = (
     CATEGORY,
     PRIORITY,
     MAILBOX_HEALTH,
+    CHANNEL,
 )

@@ -36,14 +36,20 @@ from pydantic_settings import (
 
 from ace_email.codec import KEY_ID_PATTERN, KeyringError, parse_keyring
 from ace_email.language import DEFAULT_LANGUAGES
-from ace_email.models import AccountPolicy, Routing
+from ace_email.models import (
+    AccountPolicy,
+    AgentInput,
+    AgentPolicy,
+    Channel,
+    QueuePolicy,
+    Routing,
+)
 from ace_email.oauth2 import OAuth2Settings, is_loopback
 from ace_email.rules import (
     NO_TEMPLATE,
     Calendar,
     MessageFacts,
     OfficeHours,
-    QueueSettings,
     RoutingDefaults,
     Rule,
     TimeZoneName,
@@ -199,6 +205,12 @@ class ImapSettings(Credentials):
     archive_folder: str = "Archive"
     quarantine_folder: str = "Quarantine"
     sent_folder: str = "Sent"
+    workitem_folder: str = Field(
+        default="WorkItems", description="the documents of work items and social contacts"
+    )
+    outbox_folder: str = Field(
+        default="Outbox", description="replies written in the built-in interface, until sent"
+    )
     timeout_seconds: float = Field(default=30.0, gt=0)
     sessions_per_worker: int = Field(default=4, ge=1, le=32)
 
@@ -291,10 +303,110 @@ class AccountSettings(Section):
         return routing
 
 
+class QueueSettings(Section):
+    """A queue: where contacts wait for an agent, with its escalation and overflow."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\s\"'\\]+$")
+    description: str = ""
+    channels: list[Channel] = Field(
+        default=[Channel.EMAIL], min_length=1, description="what may be created in this queue"
+    )
+    account: str | None = Field(
+        default=None,
+        description="whose return address and mail store serve its work items and social "
+        "contacts; default: the account whose queue this is, or the only account",
+    )
+    escalate_after_minutes: float | None = Field(default=None, gt=0)
+    escalate_step: int = Field(default=1, ge=1)
+    escalate_max: int | None = None
+    overflow_after_minutes: float | None = Field(default=None, gt=0)
+    overflow_to: str | None = None
+
+    @model_validator(mode="after")
+    def _overflow_whole(self) -> Self:
+        if (self.overflow_after_minutes is None) != (self.overflow_to is None):
+            raise ValueError("give both overflow_after_minutes and overflow_to, or neither")
+        if self.overflow_to == self.name:
+            raise ValueError(f"overflow_to: queue {self.name!r} cannot overflow to itself")
+        return self
+
+    def policy(self) -> QueuePolicy:
+        minutes = 60.0
+        return QueuePolicy(
+            name=self.name,
+            escalate_after_seconds=(
+                self.escalate_after_minutes * minutes if self.escalate_after_minutes else None
+            ),
+            escalate_step=self.escalate_step,
+            escalate_max=self.escalate_max,
+            overflow_after_seconds=(
+                self.overflow_after_minutes * minutes if self.overflow_after_minutes else None
+            ),
+            overflow_to=self.overflow_to,
+        )
+
+
 class AgentSettings(Section):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}$")
     name: str = ""
     email: EmailAddress | None = None
+    capacity: int = Field(default=1, ge=1, le=1000, description="contacts at once")
+    channel_capacity: dict[Channel, Annotated[int, Field(ge=0)]] = Field(
+        default={}, description="at most this many contacts of a channel at once"
+    )
+    skills: list[Annotated[str, Field(min_length=1)]] = []
+    queues: list[Annotated[str, Field(min_length=1)]] = Field(
+        default=[], description="the queues the agent serves; empty: every queue"
+    )
+
+    @model_validator(mode="after")
+    def _channel_limits_within_capacity(self) -> Self:
+        for channel, limit in self.channel_capacity.items():
+            if limit > self.capacity:
+                raise ValueError(
+                    f"channel_capacity.{channel.value}: {limit} is more than capacity "
+                    f"{self.capacity}"
+                )
+        return self
+
+
+class RoutingSettings(Section):
+    """How contacts reach agents: offers, personal waiting lists, bookkeeping."""
+
+    offer_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="a built-in agent accepts an offer within this time"
+    )
+    personal_wait_minutes: float = Field(
+        default=10.0, gt=0, description="a contact waits this long for one agent, then queues"
+    )
+    reconcile_minutes: float = Field(
+        default=5.0, gt=0, description="an agent checks this often that its contacts are open"
+    )
+
+
+class IntakeSettings(Section):
+    """The HTTP endpoint that creates work items and social contacts."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8082, ge=1, le=65535)
+    token_env: str | None = None
+    token_file: Path | None = None
+    max_body_kb: int = Field(default=256, ge=1, le=10240)
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> Self:
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("give at most one of token_env, token_file")
+        return self
+
+    def token(self) -> str:
+        """The bearer token every caller must present; the endpoint does not run without one."""
+        if self.token_env is None and self.token_file is None:
+            raise ConfigError("intake: set token_env or token_file; the endpoint needs a token")
+        token = _read_secret_source("intake.token", self.token_env, self.token_file).strip()
+        if not token:
+            raise ConfigError("intake.token: the token is empty")
+        return token
 
 
 def _read_secret_source(field: str, env: str | None, file: Path | None) -> str:
@@ -403,6 +515,8 @@ class Settings(BaseSettings):
 
     temporal: TemporalSettings = TemporalSettings()
     queues: list[QueueSettings] = []
+    routing: RoutingSettings = RoutingSettings()
+    intake: IntakeSettings = IntakeSettings()
     analysis: AnalysisSettings = AnalysisSettings()
     templates: dict[str, TemplateSettings] = {}
     accounts: list[AccountSettings] = []
@@ -454,9 +568,122 @@ class Settings(BaseSettings):
                     office_hours=account.office_hours is not None,
                 )
             ]
+        problems += self._routing_problems(queues)
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _routing_problems(self, queues: list[str]) -> list[str]:
+        """Queues and agents that name what does not exist, overflow in a circle, or would
+        leave a built-in reply without a return address."""
+        problems: list[str] = []
+        accounts = [a.name for a in self.accounts]
+        for index, queue in enumerate(self.queues):
+            where = f"queues[{index}] ({queue.name})"
+            if queue.overflow_to is not None and queue.overflow_to not in queues:
+                problems.append(
+                    f"{where}.overflow_to: {unknown('queue', queue.overflow_to, queues)}"
+                )
+            if queue.account is not None and queue.account not in accounts:
+                problems.append(f"{where}.account: {unknown('account', queue.account, accounts)}")
+            elif (
+                set(queue.channels) - {Channel.EMAIL} and self.account_for_queue(queue.name) is None
+            ):
+                problems.append(f"{where}.account: no account sends this queue's replies; name one")
+            if circle := self._overflow_circle(queue.name):
+                problems.append(f"{where}.overflow_to: overflow goes round: {' -> '.join(circle)}")
+        for index, agent in enumerate(self.agents):
+            problems += [
+                f"agents[{index}] ({agent.id}).queues: {unknown('queue', name, queues)}"
+                for name in agent.queues
+                if name not in queues
+            ]
+        for index, account in enumerate(self.accounts):
+            if account.return_address is None and (why := self._needs_return_address(account)):
+                problems.append(
+                    f"accounts[{index}] ({account.name}).return_address: required, because {why}; "
+                    "replies from the built-in interface leave from it"
+                )
+        return problems
+
+    def _overflow_circle(self, start: str) -> list[str]:
+        seen = [start]
+        current = self.queue_settings(start).overflow_to
+        while current is not None:
+            if current == start:
+                return [*seen, current]
+            if current in seen:
+                return []
+            seen.append(current)
+            current = self.queue_settings(current).overflow_to
+        return []
+
+    def _needs_return_address(self, account: AccountSettings) -> str | None:
+        fed = self.account_queues(account)
+        fed += [
+            q for q in self.queue_names() if q not in fed and self.account_for_queue(q) is account
+        ]
+        for agent in self.agents:
+            served = [q for q in (agent.queues or fed) if q in fed]
+            if agent.email is None and served:
+                return f"agent {agent.id!r} works in the built-in interface on queue {served[0]!r}"
+        for queue_name in fed:
+            queue = self.queue_settings(queue_name)
+            other = [c.value for c in queue.channels if c is not Channel.EMAIL]
+            if other and self.account_for_queue(queue_name) is account:
+                return f"queue {queue_name!r} takes {other[0]} contacts"
+        return None
+
+    def account_queues(self, account: AccountSettings) -> list[str]:
+        """The queues an account's contacts can wait in: its own, its rules', and the queues
+        it answers for."""
+        names = [account.queue, *(r.then.queue for r in account.rules if r.then.queue)]
+        names += [q.name for q in self.queues if q.account == account.name]
+        return list(dict.fromkeys(names))
+
+    def account_for_queue(self, queue_name: str) -> AccountSettings | None:
+        """The account whose return address and mail store serve a queue's work items."""
+        named = self.queue_settings(queue_name).account
+        if named is not None:
+            return next((a for a in self.accounts if a.name == named), None)
+        for account in self.accounts:
+            if account.queue == queue_name:
+                return account
+        for account in self.accounts:
+            if queue_name in self.account_queues(account):
+                return account
+        return self.accounts[0] if len(self.accounts) == 1 else None
+
+    def queue_settings(self, name: str) -> QueueSettings:
+        """A queue's settings; a queue known only as an account's default has the defaults."""
+        for queue in self.queues:
+            if queue.name == name:
+                return queue
+        return QueueSettings(name=name)
+
+    def queue_policy(self, name: str) -> QueuePolicy:
+        return self.queue_settings(name).policy()
+
+    def agent_policy(self, agent: AgentSettings) -> AgentPolicy:
+        return AgentPolicy(
+            id=agent.id,
+            name=agent.name,
+            email=agent.email,
+            capacity=agent.capacity,
+            channel_capacity=agent.channel_capacity,
+            skills=agent.skills,
+            queues=agent.queues or self.queue_names(),
+        )
+
+    def agent_input(self, agent: AgentSettings) -> AgentInput:
+        """How an agent's workflow begins: offline, holding nothing."""
+        return AgentInput(
+            policy=self.agent_policy(agent),
+            reconcile_every_seconds=self.routing.reconcile_minutes * 60,
+        )
+
+    def agents_serving(self, queue_name: str) -> list[AgentSettings]:
+        return [a for a in self.agents if not a.queues or queue_name in a.queues]
 
     def queue_names(self) -> list[str]:
         """Every queue rules may name: the configured queues and each account's default."""
@@ -512,6 +739,8 @@ class Settings(BaseSettings):
             archive_folder=imap.archive_folder,
             quarantine_folder=imap.quarantine_folder,
             sent_folder=imap.sent_folder,
+            workitem_folder=imap.workitem_folder,
+            outbox_folder=imap.outbox_folder,
             max_message_bytes=int(account.max_message_mb * 1024 * 1024),
             imap_timeout_seconds=imap.timeout_seconds,
             smtp_timeout_seconds=account.smtp.timeout_seconds,

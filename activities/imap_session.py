@@ -329,6 +329,8 @@ class ImapPool:
                     imap.archive_folder,
                     imap.quarantine_folder,
                     imap.sent_folder,
+                    imap.workitem_folder,
+                    imap.outbox_folder,
                 ]
             )
             return session

@@ -24,6 +24,7 @@ from ace_email.models import (
     MailboxCursor,
     MessageHeadline,
     MessageRef,
+    MoveRequest,
     PollRequest,
     PollResult,
     Routing,
@@ -83,19 +84,27 @@ class MailboxActivities:
     @activity.defn
     def archive_message(self, request: ArchiveRequest) -> MessageRef | None:
         """Move a claimed message to the archive (once: a retry finds it there already)."""
-        ref = request.ref
+        return self._move(request.ref, request.archive_folder, "to archive")
+
+    @activity.defn
+    def move_message(self, request: MoveRequest) -> MessageRef | None:
+        """Move a message to another folder of its account, e.g. a delivered one back to
+        processing to be delivered to another agent (a retry finds it there already)."""
+        return self._move(request.ref, request.folder, f"to move to {request.folder}")
+
+    def _move(self, ref: MessageRef, folder: str, purpose: str) -> MessageRef | None:
         try:
             with self._pool.session(ref.account) as session:
-                found = locate(session, ref, [ref.folder, request.archive_folder])
+                found = locate(session, ref, [ref.folder, folder])
                 if found is None:
-                    _gone_for_sure(ref, "to archive")
-                    log.warning("%s: message uid %s to archive is gone", ref.account, ref.uid)
+                    _gone_for_sure(ref, purpose)
+                    log.warning("%s: message uid %s %s is gone", ref.account, ref.uid, purpose)
                     return None
                 where = found[0]
-                if where.folder == request.archive_folder:
+                if where.folder == folder:
                     return where
                 session.select(where.folder)
-                return move(session, where, request.archive_folder)
+                return move(session, where, folder)
         except (ImapError, ConfigError, OSError, EOFError) as exc:
             raise as_activity_error(exc) from None
 

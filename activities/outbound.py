@@ -24,9 +24,12 @@ from ace_email.compose import build_resent
 from ace_email.models import (
     AutoReplyRequest,
     AutoReplyResult,
+    Channel,
     DeliverRequest,
     DeliverResult,
     MessageRef,
+    ReplyResult,
+    SendReplyRequest,
 )
 from ace_email.oauth2 import TOKENS, OAuth2Error, OAuth2Settings, TokenProvider, is_loopback
 from ace_email.settings import AccountSettings, AuthMethod, ConfigError, Security, Settings
@@ -109,6 +112,13 @@ class OutboundActivities:
         through and archived it: nothing is sent twice.
         """
         policy = request.policy
+        if request.channel is not Channel.EMAIL:
+            raise ApplicationError(
+                f"{policy.name}: contact {request.contact_id} is a {request.channel.value} "
+                "contact; only email is ever sent to an agent's own mailbox",
+                type="NotDeliverable",
+                non_retryable=True,
+            )
         resent_id = ids.resent_message_id(
             policy.name, request.ref.key, request.agent_id, policy.return_address
         )
@@ -143,6 +153,33 @@ class OutboundActivities:
         except (ImapError, ConfigError, OSError, EOFError) as exc:
             raise as_activity_error(exc) from None
         return DeliverResult(resent_message_id=resent_id, archived=archived)
+
+    @activity.defn
+    async def send_reply(self, request: SendReplyRequest) -> ReplyResult:
+        """Send a reply written in the built-in interface: from the outbox to the customer,
+        then into the Sent folder, which is the record (checked first, so a retry never sends
+        it twice)."""
+        policy = request.policy
+        try:
+            account = self._settings.account(policy.name)
+            async with (
+                _one_try_at_a_time(request.message_id),
+                smtp_connection(account) as smtp,
+                self._pool.lease(policy.name) as session,
+            ):
+                if await asyncio.to_thread(
+                    _in_folder, session, policy.sent_folder, request.message_id
+                ):
+                    return ReplyResult(message_id=request.message_id, sent=False)
+                draft = await asyncio.to_thread(_draft, session, policy.outbox_folder, request)
+                _still_in_time(account)
+                await send(
+                    smtp, account, sender=policy.return_address, recipient=request.to, raw=draft[1]
+                )
+                await asyncio.to_thread(session.move, draft[0], policy.sent_folder)
+        except (ImapError, ConfigError, OSError, EOFError) as exc:
+            raise as_activity_error(exc) from None
+        return ReplyResult(message_id=request.message_id, sent=True)
 
 
 _send_locks: dict[str, asyncio.Lock] = {}
@@ -183,6 +220,22 @@ def _in_folder(session: ImapSession, folder: str, message_id: str) -> bool:
     quoted = quote_string(message_id)
     session.select(folder)
     return bool(quoted and session.search(f"HEADER Message-ID {quoted}"))
+
+
+def _draft(session: ImapSession, folder: str, request: SendReplyRequest) -> tuple[int, bytes]:
+    """The reply waiting in the outbox (its folder selected), by its Message-ID."""
+    quoted = quote_string(request.message_id)
+    session.select(folder, refresh=True)
+    for uid in session.search(f"HEADER Message-ID {quoted}") if quoted else []:
+        fetched = session.fetch_one(uid)
+        if fetched is not None and fetched.raw:
+            return uid, fetched.raw
+    raise ApplicationError(
+        f"{request.policy.name}: the reply {request.message_id} of contact {request.contact_id} "
+        f"is in neither {folder!r} nor the Sent folder",
+        type="MessageMissing",
+        non_retryable=True,
+    )
 
 
 def _find_for_delivery(

@@ -27,7 +27,15 @@ from ace_email.temporal import encrypted_converter
 from activities.imap_session import ImapPool
 from companymail import stack as companymail
 from companymail.stack import CompanyMail
-from tests.support import AGENT_EMAIL, CUSTOMER, PASSWORD, MailStack, account_settings, free_port
+from tests.support import (
+    AGENT_EMAIL,
+    CUSTOMER,
+    PASSWORD,
+    SECOND_AGENT_EMAIL,
+    MailStack,
+    account_settings,
+    free_port,
+)
 from worker import ACTIVITY_THREADS, build_worker
 
 BIN = Path(sys.executable).parent
@@ -82,7 +90,7 @@ def client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
 
 
-MAIL_USERS = ("support@example.com", CUSTOMER, AGENT_EMAIL)
+MAIL_USERS = ("support@example.com", CUSTOMER, AGENT_EMAIL, SECOND_AGENT_EMAIL)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ T = TypeVar("T")
 PASSWORD = "local-test-password"
 CUSTOMER = "customer@example.org"
 AGENT_EMAIL = "alice@example.com"
+SECOND_AGENT_EMAIL = "carol@example.com"
 
 
 def free_port() -> int:
@@ -194,9 +195,11 @@ def account_settings(
     poll_interval: float = 0.5,
     account_extra: dict[str, object] | None = None,
     extra: dict[str, object] | None = None,
+    agents: list[dict[str, object]] | None = None,
 ) -> Settings:
     """One account on the test's mail stack; `account_extra` and `extra` add keys (rules,
-    templates, queues) to the account and the top level."""
+    templates, queues) to the account and the top level; `agents` replaces alice (with an
+    address) and bob (built-in)."""
     return Settings.model_validate(
         (extra or {})
         | {
@@ -230,7 +233,9 @@ def account_settings(
                 }
                 | (account_extra or {})
             ],
-            "agents": [
+            "agents": agents
+            if agents is not None
+            else [
                 {"id": "alice", "name": "Alice Andersson", "email": AGENT_EMAIL},
                 {"id": "bob", "name": "Bob Builtin"},
             ],
@@ -274,9 +279,21 @@ def write_config(path: Path, settings: Settings, password_env: str | None = None
             f'security = "{account.smtp.security.value}"',
             f"timeout_seconds = {account.smtp.timeout_seconds}",
         ]
+    lines += [
+        "",
+        "[routing]",
+        f"offer_timeout_seconds = {settings.routing.offer_timeout_seconds}",
+        f"personal_wait_minutes = {settings.routing.personal_wait_minutes}",
+    ]
+    for queue in settings.queues:
+        channels = ", ".join(f'"{c.value}"' for c in queue.channels)
+        lines += ["", "[[queues]]", f'name = "{queue.name}"', f"channels = [{channels}]"]
     for agent in settings.agents:
         lines += ["", "[[agents]]", f'id = "{agent.id}"', f'name = "{agent.name}"']
+        lines.append(f"capacity = {agent.capacity}")
         if agent.email:
             lines.append(f'email = "{agent.email}"')
+        if agent.queues:
+            lines.append(f"queues = [{', '.join(repr(q) for q in agent.queues)}]")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -288,7 +288,7 @@ async def test_reply_ledger_remembers_senders_through_continue_as_new(pipeline: 
     assert (await reserve("c1", "ann@example.org")).allowed, "a retry gets the same answer"
 
 
-async def test_follow_up_of_a_contact_in_the_built_in_interface_is_kept_when_it_closes(
+async def test_follow_up_of_a_contact_in_the_built_in_interface_is_archived_when_it_closes(
     pipeline: Pipeline,
 ) -> None:
     client, mail = pipeline.client, pipeline.mail
@@ -300,5 +300,7 @@ async def test_follow_up_of_a_contact_in_the_built_in_interface_is_kept_when_it_
     await wait_status(client, contact_id_of(pipeline, answer), ContactStatus.JOINED)
     await client.get_workflow_handle(first.id).signal("close")
     closed = await client.get_workflow_handle_for(ContactWorkflow.run, first.id).result()
+    assert closed.status is ContactStatus.CLOSED
     assert len(closed.follow_ups) == 1
-    assert len(await mail.messages(mail.support, "Processing")) == 2
+    assert await mail.messages(mail.support, "Processing") == []
+    assert len(await mail.messages(mail.support, "Archive")) == 2

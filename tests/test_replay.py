@@ -11,23 +11,20 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
-from workflows.contact import ContactWorkflow
-from workflows.mailbox import MailboxWorkflow
+from worker import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def test_histories_are_recorded() -> None:
-    assert any(p.name.startswith("contact") for p in HISTORIES)
-    assert any(p.name.startswith("mailbox_polling_before_health") for p in HISTORIES)
+    names = {p.stem for p in HISTORIES}
+    assert any(n.startswith("contact") for n in names)
+    assert {"mailbox_polling_before_health", "queue_routing", "agent_routed"} <= names
+    assert {"contact_routed_delivered_closed", "contact_delivered_before_rules"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
-    replayer = Replayer(
-        workflows=[ContactWorkflow, MailboxWorkflow, AutoReplyLedgerWorkflow],
-        data_converter=pydantic_data_converter,
-    )
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     await replayer.replay_workflow(history)

@@ -1,0 +1,81 @@
+"""What the operators' commands share: the refusal they report, and talking to one contact."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from ace_email import search_attributes as sa
+from ace_email.models import ContactState
+from ace_email.settings import AgentSettings, ConfigError, Settings
+
+RPC_TIMEOUT = timedelta(seconds=10)
+
+
+class Refused(Exception):
+    """An operator's request that cannot be carried out; the message says why."""
+
+
+def known_agent(settings: Settings, agent_id: str) -> AgentSettings:
+    try:
+        return settings.agent(agent_id)
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+
+
+def known_queue(settings: Settings, queue: str) -> str:
+    names = settings.queue_names()
+    if queue not in names:
+        raise Refused(f"unknown queue {queue!r} (known: {', '.join(names) or 'none'})")
+    return queue
+
+
+async def contact_state(client: Client, contact_id: str) -> ContactState:
+    handle = client.get_workflow_handle(contact_id)
+    try:
+        state: ContactState = await handle.query(
+            "status", result_type=ContactState, rpc_timeout=RPC_TIMEOUT
+        )
+    except WorkflowQueryFailedError as err:
+        raise Refused(f"contact {contact_id} does not answer: {err}") from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise Refused(f"no contact {contact_id!r}") from None
+        raise
+    return state
+
+
+async def contact_update(
+    client: Client, contact_id: str, update: str, arg: Any, result_type: type[Any]
+) -> Any:
+    """Send one update to a running contact; its refusal, or its absence, becomes Refused."""
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(contact_id)
+    args = [] if arg is None else [arg]
+    try:
+        return await handle.execute_update(update, args=args, result_type=result_type)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        raise Refused(reason) from None
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise Refused(await why_not_open(handle, contact_id)) from None
+        raise
+
+
+async def why_not_open(handle: WorkflowHandle[Any, Any], contact_id: str) -> str:
+    try:
+        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError:
+        return f"no contact {contact_id!r}"
+    status = description.typed_search_attributes.get(sa.STATUS) or "ended"
+    return f"contact {contact_id} is {status} and has ended"

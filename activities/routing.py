@@ -1,0 +1,388 @@
+"""Routing activities: the messages between contacts, queues and agents, sent from a worker.
+
+Workflows can signal one another but cannot start one, ask one a question or wait for an
+update's answer; these activities do, through the client. Each is safe to retry: a queue
+ignores a contact it already holds in that round, an agent grants again a place it already
+gave that contact, and a contact accepts again the agent it already accepted.
+
+Workflows are named by their type here, not imported, so that the workflows can import these
+activities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from ace_email import ids
+from ace_email import search_attributes as sa
+from ace_email.models import (
+    AgentView,
+    DispatchBatch,
+    DispatchOutcome,
+    DispatchResult,
+    HeldCheck,
+    Model,
+    OverflowNotice,
+    PersonalWait,
+    QueueInput,
+    Release,
+    Reservation,
+    ReservationAnswer,
+    RouteAnswer,
+    RouteOrder,
+    RouteRequest,
+    Waiting,
+    Withdrawal,
+    policy_digest,
+)
+from ace_email.settings import AgentSettings, ConfigError, Settings
+
+RPC_TIMEOUT = timedelta(seconds=10)
+CONCURRENT_CALLS = 16
+T = TypeVar("T")
+
+
+class EnqueueRequest(Model):
+    queue: str
+    entry: Waiting
+
+
+class WithdrawRequest(Model):
+    """Leave a queue, or (with `agent_id`) an agent's personal waiting list."""
+
+    withdrawal: Withdrawal
+    queue: str | None = None
+    agent_id: str | None = None
+
+
+class AgentNote(Model):
+    """An agent's view for the queues it serves (and those it no longer serves)."""
+
+    view: AgentView
+    queues: list[str]
+
+
+class AgentViewsRequest(Model):
+    queue: str
+
+
+class OverflowBatch(Model):
+    notices: list[OverflowNotice]
+
+
+class HoldRequest(Model):
+    agent_id: str
+    reservation: Reservation
+
+
+class ReleaseRequest(Model):
+    agent_id: str
+    release: Release
+
+
+class PersonalWaitRequest(Model):
+    agent_id: str
+    wait: PersonalWait
+
+
+def _not_there(err: RPCError) -> bool:
+    return err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
+
+
+class RoutingActivities:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    @property
+    def _task_queue(self) -> str:
+        return self._settings.temporal.task_queue
+
+    @activity.defn
+    async def enqueue(self, request: EnqueueRequest) -> None:
+        """Into the queue's waiting list; the queue's workflow starts if it is not running."""
+        queue = request.queue
+        policy = self._settings.queue_policy(queue)
+        await self._client.start_workflow(
+            "QueueWorkflow",
+            QueueInput(policy=policy),
+            id=ids.queue_workflow_id(queue),
+            task_queue=self._task_queue,
+            start_signal="enqueue",
+            start_signal_args=[request.entry],
+            static_summary=f"Queue {queue}",
+            memo={"policy": policy_digest(policy)},
+            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.QUEUE, queue)]),
+            rpc_timeout=RPC_TIMEOUT,
+        )
+
+    @activity.defn
+    async def withdraw(self, request: WithdrawRequest) -> None:
+        """Out of a queue or a personal waiting list; nothing to do where it has ended."""
+        if request.agent_id is not None:
+            workflow_id, signal = ids.agent_workflow_id(request.agent_id), "withdraw_personal"
+        elif request.queue is not None:
+            workflow_id, signal = ids.queue_workflow_id(request.queue), "withdraw"
+        else:
+            return
+        await self._signal(workflow_id, signal, request.withdrawal)
+
+    @activity.defn
+    async def dispatch(self, batch: DispatchBatch) -> list[DispatchResult]:
+        """Carry out routing decisions: reserve each agent's place, then hand the contact to
+        the agent. A contact that has moved on meanwhile frees the place again."""
+        turns = asyncio.Semaphore(CONCURRENT_CALLS)
+
+        async def one(order: RouteOrder) -> DispatchResult:
+            async with turns:
+                return await self._dispatch(batch.source, order)
+
+        return list(await asyncio.gather(*(one(order) for order in batch.orders)))
+
+    async def _dispatch(self, source: str, order: RouteOrder) -> DispatchResult:
+        try:
+            agent = self._settings.agent(order.agent_id)
+        except ConfigError as exc:
+            return DispatchResult(
+                contact_id=order.contact_id,
+                agent_id=order.agent_id,
+                outcome=DispatchOutcome.AGENT_BUSY,
+                detail=str(exc),
+            )
+        view: AgentView | None = None
+        if order.reserve:
+            answer = await self._reserve(order)
+            if answer is None or not answer.granted:
+                return DispatchResult(
+                    contact_id=order.contact_id,
+                    agent_id=order.agent_id,
+                    outcome=DispatchOutcome.AGENT_BUSY,
+                    view=answer.view if answer else None,
+                    detail=answer.reason if answer else "the agent is not signed in",
+                )
+            view = answer.view
+        route = RouteRequest(
+            agent_id=agent.id,
+            agent_name=agent.name,
+            agent_email=agent.email,
+            round=order.round,
+            source=f"queue {source}" if order.reserve else "personal waiting list",
+            sequence=order.sequence if order.reserve else None,
+            offer_timeout_seconds=self._settings.routing.offer_timeout_seconds,
+        )
+        accepted = await self._hand_over(order.contact_id, route)
+        if accepted.accepted:
+            return DispatchResult(
+                contact_id=order.contact_id,
+                agent_id=order.agent_id,
+                outcome=DispatchOutcome.ROUTED,
+                view=view,
+            )
+        if order.reserve:
+            await self._signal(
+                ids.agent_workflow_id(order.agent_id),
+                "release",
+                Release(contact_id=order.contact_id),
+            )
+        return DispatchResult(
+            contact_id=order.contact_id,
+            agent_id=order.agent_id,
+            outcome=DispatchOutcome.STALE,
+            detail=accepted.reason,
+        )
+
+    async def _reserve(self, order: RouteOrder) -> ReservationAnswer | None:
+        """The agent's answer; None where it has no running workflow (signed out long ago)."""
+        handle = self._client.get_workflow_handle(ids.agent_workflow_id(order.agent_id))
+        reservation = Reservation(
+            contact_id=order.contact_id,
+            channel=order.channel,
+            queue=order.queue,
+            skills=order.skills,
+        )
+        try:
+            return await _busy_retried(
+                lambda: handle.execute_update(
+                    "reserve", reservation, result_type=ReservationAnswer, rpc_timeout=RPC_TIMEOUT
+                )
+            )
+        except WorkflowUpdateFailedError:
+            return None
+        except RPCError as err:
+            if _not_there(err):
+                return None
+            raise
+
+    async def _hand_over(self, contact_id: str, route: RouteRequest) -> RouteAnswer:
+        handle = self._client.get_workflow_handle(contact_id)
+        try:
+            return await _busy_retried(
+                lambda: handle.execute_update(
+                    "route", route, result_type=RouteAnswer, rpc_timeout=RPC_TIMEOUT
+                )
+            )
+        except WorkflowUpdateFailedError as err:
+            return RouteAnswer(accepted=False, reason=str(err.cause or err))
+        except RPCError as err:
+            if _not_there(err):
+                return RouteAnswer(accepted=False, reason="the contact has ended")
+            raise
+
+    @activity.defn
+    async def notify_queues(self, note: AgentNote) -> None:
+        """An agent's new view, to each queue it serves or served; queues not running learn it
+        when they start."""
+        await asyncio.gather(
+            *(
+                self._signal(ids.queue_workflow_id(q), "agent_update", note.view)
+                for q in note.queues
+            )
+        )
+
+    @activity.defn
+    async def agent_views(self, request: AgentViewsRequest) -> list[AgentView]:
+        """What a starting queue needs to know of the agents who serve it."""
+        views = await asyncio.gather(
+            *(self._view(agent) for agent in self._settings.agents_serving(request.queue))
+        )
+        return [v for v in views if v is not None]
+
+    async def _view(self, agent: AgentSettings) -> AgentView | None:
+        handle = self._client.get_workflow_handle(ids.agent_workflow_id(agent.id))
+        try:
+            view: AgentView = await handle.query(
+                "view", result_type=AgentView, rpc_timeout=RPC_TIMEOUT
+            )
+            return view
+        except WorkflowQueryFailedError:
+            return None
+        except RPCError as err:
+            if _not_there(err):
+                return None
+            raise
+
+    @activity.defn
+    async def hold(self, request: HoldRequest) -> None:
+        """An operator's direct assignment takes a place with the agent, signed in or not."""
+        await self._agent_signal_with_start(request.agent_id, "take", request.reservation)
+
+    @activity.defn
+    async def release(self, request: ReleaseRequest) -> None:
+        await self._signal(ids.agent_workflow_id(request.agent_id), "release", request.release)
+
+    @activity.defn
+    async def wait_for_agent(self, request: PersonalWaitRequest) -> None:
+        """Into the agent's personal waiting list."""
+        await self._agent_signal_with_start(request.agent_id, "wait_personal", request.wait)
+
+    @activity.defn
+    async def tell_overflow(self, batch: OverflowBatch) -> None:
+        await asyncio.gather(
+            *(self._signal(n.contact_id, "overflow", n) for n in batch.notices),
+        )
+
+    @activity.defn
+    async def held_elsewhere(self, check: HeldCheck) -> list[str]:
+        """Of the contacts an agent holds, those no longer with it: ended, or with another
+        agent (an operator terminated one in the Web UI, say)."""
+        gone: list[str] = []
+        for contact_id in check.contact_ids:
+            try:
+                described = await self._client.get_workflow_handle(contact_id).describe(
+                    rpc_timeout=RPC_TIMEOUT
+                )
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                gone.append(contact_id)
+                continue
+            agent = described.typed_search_attributes.get(sa.AGENT)
+            running = described.status == WorkflowExecutionStatus.RUNNING
+            if not running or agent != check.agent_id:
+                gone.append(contact_id)
+        return gone
+
+    async def _agent_signal_with_start(self, agent_id: str, signal: str, arg: Any) -> None:
+        agent = self._settings.agent(agent_id)
+        await self._client.start_workflow(
+            "AgentWorkflow",
+            self._settings.agent_input(agent),
+            id=ids.agent_workflow_id(agent_id),
+            task_queue=self._task_queue,
+            start_signal=signal,
+            start_signal_args=[arg],
+            **agent_start_options(self._settings, agent),
+            rpc_timeout=RPC_TIMEOUT,
+        )
+
+    async def _signal(self, workflow_id: str, signal: str, arg: Any) -> None:
+        try:
+            await self._client.get_workflow_handle(workflow_id).signal(
+                signal, arg, rpc_timeout=RPC_TIMEOUT
+            )
+        except RPCError as err:
+            if not _not_there(err):
+                raise
+
+
+def agent_start_options(settings: Settings, agent: AgentSettings) -> dict[str, Any]:
+    """How an agent's workflow is started, wherever that happens."""
+    return {
+        "static_summary": f"Agent {agent.id}" + (f" ({agent.name})" if agent.name else ""),
+        "search_attributes": TypedSearchAttributes([SearchAttributePair(sa.AGENT, agent.id)]),
+        "memo": {"policy": policy_digest(settings.agent_policy(agent))},
+    }
+
+
+def agent_start_operation(
+    settings: Settings, agent: AgentSettings
+) -> WithStartWorkflowOperation[Any, Any]:
+    """Start the agent's workflow with an update if it is not running (update-with-start)."""
+    return WithStartWorkflowOperation(
+        "AgentWorkflow",
+        settings.agent_input(agent),
+        id=ids.agent_workflow_id(agent.id),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        task_queue=settings.temporal.task_queue,
+        **agent_start_options(settings, agent),
+    )
+
+
+async def _busy_retried(call: Callable[[], Awaitable[T]], patience: float = 8.0) -> T:
+    """An update that Temporal turns away because the workflow has too many in flight, or
+    whose answer was cut short, is asked again for a while with jittered pauses."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    pause = 0.1
+    while True:
+        try:
+            return await call()
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            if loop.time() > deadline:
+                raise
+        except RPCError as err:
+            if err.status not in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE):
+                raise
+            if loop.time() > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)

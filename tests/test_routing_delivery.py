@@ -1,0 +1,175 @@
+"""How a routed contact reaches its agent, on real servers: an email to an agent's own mailbox
+by SMTP, everything else in the built-in interface, whoever takes it and however."""
+
+from __future__ import annotations
+
+import email
+from email.policy import default as default_policy
+
+import pytest
+from temporalio.client import Client
+
+from ace_email import ids, mime
+from ace_email.models import ContactStatus
+from ace_email.operations import Refused, contact_state
+from ace_email.routing_commands import contact_command, queue_status, transfer
+from starter import assign, sync
+from tests.conftest import Pipeline
+from tests.recording import record_history
+from tests.routing_support import (
+    accept,
+    agent,
+    close,
+    new_tag,
+    queued_in,
+    reach,
+    ready,
+    routed_settings,
+    routing_worker,
+    work_item,
+)
+from tests.support import AGENT_EMAIL, SECOND_AGENT_EMAIL, MailStack, eventually, make_message
+
+pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]
+
+
+async def send_email(pipeline: Pipeline, subject: str, body: str = "Hello.") -> str:
+    raw = make_message(subject, body, attachment=("order.pdf", b"%PDF-1.4 order"))
+    await pipeline.mail.send(raw)
+    return ids.contact_workflow_id(pipeline.account, mime.message_key(raw))
+
+
+async def test_an_email_goes_to_an_agents_mailbox_and_to_a_built_in_agent_as_an_offer(
+    client: Client, mail: MailStack, temporal_address: str
+) -> None:
+    tag = new_tag()
+    queue = f"support-{tag}"
+    alice, bob = f"alice-{tag}", f"bob-{tag}"
+    settings = routed_settings(
+        mail,
+        temporal_address,
+        tag,
+        queues=[{"name": queue}],
+        agents=[{"id": alice, "email": AGENT_EMAIL}, {"id": bob}],
+    )
+    async with routing_worker(client, mail, settings) as pipeline:
+        await sync(client, settings)
+        first = await send_email(pipeline, "First question")
+        await reach(client, first, ContactStatus.QUEUED)
+        second = await send_email(pipeline, "Second question")
+        await queued_in(client, queue, 2)
+
+        await ready(pipeline, alice)
+        delivered = await reach(client, first, ContactStatus.DELIVERED)
+        assert delivered.agent == alice and delivered.routed_by == f"queue {queue}"
+        (copy,) = await mail.messages(AGENT_EMAIL)
+        assert copy["X-Ace-Contact"] == first and copy["Resent-To"] == AGENT_EMAIL
+
+        await ready(pipeline, bob)
+        offered = await reach(client, second, ContactStatus.OFFERED)
+        assert offered.agent == bob and offered.offer_expires_at is not None
+        await accept(pipeline, second, bob)
+        assert (await reach(client, second, ContactStatus.ASSIGNED)).agent == bob
+        assert len(await mail.messages(AGENT_EMAIL)) == 1
+
+        await close(pipeline, first)
+        await close(pipeline, second)
+        await reach(client, first, ContactStatus.CLOSED)
+        await reach(client, second, ContactStatus.CLOSED)
+        assert (await agent(pipeline, alice)).load == 0
+        assert await mail.messages(mail.support, "Processing") == []
+        assert len(await mail.messages(mail.support, "Archive")) == 2
+        await record_history(client, first, "contact_routed_delivered_closed")
+        await record_history(client, second, "contact_routed_offered_accepted_closed")
+        await record_history(client, ids.queue_workflow_id(queue), "queue_routing")
+        await record_history(client, ids.agent_workflow_id(alice), "agent_routed")
+
+
+async def test_a_work_item_never_goes_out_by_smtp_whoever_takes_it_and_however(
+    client: Client, mail: MailStack, temporal_address: str
+) -> None:
+    tag = new_tag()
+    queue = f"support-{tag}"
+    alice = f"alice-{tag}"
+    settings = routed_settings(
+        mail,
+        temporal_address,
+        tag,
+        queues=[{"name": queue}],
+        agents=[{"id": alice, "email": AGENT_EMAIL, "capacity": 5}],
+    )
+    async with routing_worker(client, mail, settings) as pipeline:
+        routed = await work_item(pipeline, "Routed", reply_to="customer@example.org")
+        social = await work_item(pipeline, "A post", channel="social")
+        assigned = await work_item(pipeline, "Assigned by hand")
+        transferred = await work_item(pipeline, "Transferred by hand")
+        await queued_in(client, queue, 4)
+
+        result = await assign(client, pipeline.settings, assigned, alice)
+        assert "assigned" in result, result
+        await transfer(client, pipeline.settings, transferred, agent_id=alice)
+        await ready(pipeline, alice)
+        for contact in (routed, social, transferred):
+            state = await reach(client, contact, ContactStatus.OFFERED)
+            assert state.agent == alice and state.agent_email == AGENT_EMAIL
+            await accept(pipeline, contact, alice)
+            assert (await reach(client, contact, ContactStatus.ASSIGNED)).agent == alice
+        assert (await contact_state(client, assigned)).status is ContactStatus.ASSIGNED
+        assert (await agent(pipeline, alice)).load == 4
+
+        with pytest.raises(Refused, match="only a contact that has left its queue"):
+            await contact_command(client, (await work_item(pipeline, "x")), "requeue")
+        for user in (AGENT_EMAIL, SECOND_AGENT_EMAIL, "customer@example.org"):
+            assert await mail.messages(user) == [], f"nothing in {user}'s mailbox"
+        assert len(await mail.messages(mail.support, "WorkItems")) == 5
+
+
+async def test_transfer_and_requeue_move_a_contact_and_a_delivered_email_goes_out_again(
+    client: Client, mail: MailStack, temporal_address: str
+) -> None:
+    tag = new_tag()
+    support, billing = f"support-{tag}", f"billing-{tag}"
+    alice, carol = f"alice-{tag}", f"carol-{tag}"
+    settings = routed_settings(
+        mail,
+        temporal_address,
+        tag,
+        queues=[{"name": support}, {"name": billing}],
+        agents=[
+            {"id": alice, "email": AGENT_EMAIL, "queues": [support]},
+            {"id": carol, "email": SECOND_AGENT_EMAIL, "queues": [billing]},
+        ],
+    )
+    async with routing_worker(client, mail, settings) as pipeline:
+        await sync(client, settings)
+        contact = await send_email(pipeline, "About my invoice")
+        await queued_in(client, support, 1)
+        await ready(pipeline, alice)
+        await reach(client, contact, ContactStatus.DELIVERED)
+
+        await transfer(client, pipeline.settings, contact, queue=billing)
+        moved = await reach(client, contact, ContactStatus.QUEUED)
+        assert moved.queue == billing and moved.agent is None
+        assert (await agent(pipeline, alice)).load == 0
+        assert (await queue_status(client, billing)).waiting == 1
+
+        await ready(pipeline, carol)
+        again = await reach(client, contact, ContactStatus.DELIVERED)
+        assert again.agent == carol
+        (to_carol,) = await mail.messages(SECOND_AGENT_EMAIL)
+        assert to_carol["X-Ace-Contact"] == contact
+        assert len(await mail.messages(AGENT_EMAIL)) == 1
+
+        await contact_command(client, contact, "requeue")
+        back = await reach(client, contact, ContactStatus.QUEUED, ContactStatus.DELIVERED)
+        assert back.queue == billing
+
+        async def archived_once() -> bool:
+            assert len(await mail.messages(mail.support, "Archive")) == 1
+            return True
+
+        await eventually(archived_once)
+        original = email.message_from_bytes(
+            mail.raw_folder(mail.support, "Archive")[0][1], policy=default_policy
+        )
+        assert original["Subject"] == "About my invoice"

@@ -1,0 +1,259 @@
+"""QueueWorkflow: one per queue, `queue-<name>`. It holds the queue's waiting contacts and
+decides which ready agent takes which: priority, then age; the longest-idle agent who can.
+
+Contacts enter by the `enqueue` signal and leave by `withdraw` (or by being routed); agents
+tell it their presence and free places by `agent_update`. Its decisions go out in batches
+(one activity reserves the agents' places and hands the contacts over), so a busy queue
+costs a few history events per batch, not per contact. Overflow is the queue's to decide;
+escalation is computed from each contact's time in the queue. The state travels through
+continue-as-new.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from ace_email import routing
+    from ace_email.models import (
+        AgentView,
+        DispatchBatch,
+        DispatchOutcome,
+        OverflowNotice,
+        QueuedContact,
+        QueueInput,
+        QueuePolicy,
+        QueueStatus,
+        RouteOrder,
+        Waiting,
+        Withdrawal,
+        policy_digest,
+    )
+    from activities.routing import AgentViewsRequest, OverflowBatch, RoutingActivities
+    from workflows import policies
+
+HEAD_SHOWN = 20
+
+
+@workflow.defn
+class QueueWorkflow:
+    @workflow.init
+    def __init__(self, queue: QueueInput) -> None:
+        self._policy: QueuePolicy = queue.policy
+        self._waiting: dict[str, Waiting] = {w.contact_id: w for w in queue.waiting}
+        self._agents: dict[str, AgentView] = {a.agent_id: a for a in queue.agents}
+        self._agents_known = queue.agents_known
+        self._routed = queue.routed
+        self._decided = queue.decided
+        self._overflowed = queue.overflowed
+        self._changed = True
+        self._in_flight: dict[str, Waiting] = {}
+        self._withdrawn_in_flight: dict[str, int] = {}
+
+    @workflow.run
+    async def run(self, queue: QueueInput) -> None:
+        if not self._agents_known:
+            views = await workflow.execute_activity_method(
+                RoutingActivities.agent_views,
+                AgentViewsRequest(queue=self._policy.name),
+                start_to_close_timeout=policies.ROUTING_TIMEOUT,
+                retry_policy=policies.ROUTING_RETRY,
+                summary="ask the agents who serve this queue",
+            )
+            for view in views:
+                self._take_view(view)
+            self._agents_known = True
+        while True:
+            self._changed = False
+            await self._overflow()
+            await self._route()
+            self._show()
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._carried())
+            with suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._changed, timeout=self._next_overflow(workflow.now())
+                )
+
+    @workflow.signal
+    def enqueue(self, entry: Waiting) -> None:
+        """A contact waits here from now on (again, after a refused offer: in its old place)."""
+        current = self._waiting.get(entry.contact_id) or self._in_flight.get(entry.contact_id)
+        if current is not None and current.round >= entry.round:
+            return
+        self._waiting[entry.contact_id] = entry
+        self._changed = True
+
+    @workflow.signal
+    def withdraw(self, withdrawal: Withdrawal) -> None:
+        """A contact left (assigned by hand, transferred, closed)."""
+        current = self._waiting.get(withdrawal.contact_id)
+        if current is not None and current.round <= withdrawal.round:
+            del self._waiting[withdrawal.contact_id]
+            self._changed = True
+        if withdrawal.contact_id in self._in_flight:
+            self._withdrawn_in_flight[withdrawal.contact_id] = withdrawal.round
+
+    @workflow.signal
+    def agent_update(self, view: AgentView) -> None:
+        self._take_view(view)
+        self._changed = True
+
+    @workflow.signal
+    def reconfigure(self, policy: QueuePolicy) -> None:
+        if policy.name == self._policy.name and policy != self._policy:
+            self._policy = policy
+            workflow.upsert_memo({"policy": policy_digest(policy)})
+            self._changed = True
+
+    @workflow.query
+    def policy(self) -> QueuePolicy:
+        return self._policy
+
+    @workflow.query
+    def status(self) -> QueueStatus:
+        return self._status(workflow.now())
+
+    def _take_view(self, view: AgentView) -> None:
+        known = self._agents.get(view.agent_id)
+        if known is not None and known.seq > view.seq:
+            return
+        if self._policy.name in view.queues:
+            self._agents[view.agent_id] = view
+        else:
+            self._agents.pop(view.agent_id, None)
+
+    async def _route(self) -> None:
+        now = workflow.now()
+        decisions = routing.match(self._waiting.values(), self._agents.values(), self._policy, now)
+        if not decisions:
+            return
+        orders: list[RouteOrder] = []
+        for entry, agent in decisions:
+            del self._waiting[entry.contact_id]
+            self._in_flight[entry.contact_id] = entry
+            self._agents[agent.agent_id] = agent
+            self._decided += 1
+            orders.append(
+                RouteOrder(
+                    contact_id=entry.contact_id,
+                    agent_id=agent.agent_id,
+                    round=entry.round,
+                    channel=entry.channel,
+                    skills=entry.skills,
+                    queue=self._policy.name,
+                    sequence=self._decided,
+                )
+            )
+        results = await workflow.execute_activity_method(
+            RoutingActivities.dispatch,
+            DispatchBatch(source=self._policy.name, orders=orders),
+            start_to_close_timeout=policies.ROUTING_TIMEOUT,
+            retry_policy=policies.ROUTING_RETRY,
+            summary=f"route {len(orders)} contact(s)",
+        )
+        for result in results:
+            entry = self._in_flight.pop(result.contact_id)
+            withdrawn = self._withdrawn_in_flight.pop(result.contact_id, None)
+            if result.view is not None:
+                self._take_view(result.view)
+            if result.outcome is DispatchOutcome.ROUTED:
+                self._routed += 1
+            elif result.outcome is DispatchOutcome.AGENT_BUSY:
+                if result.view is None:
+                    self._agents.pop(result.agent_id, None)
+                back = withdrawn is None or withdrawn < entry.round
+                if back and result.contact_id not in self._waiting:
+                    self._waiting[result.contact_id] = entry
+                self._changed = True
+        self._in_flight.clear()
+        self._withdrawn_in_flight.clear()
+
+    async def _overflow(self) -> None:
+        now = workflow.now()
+        to_queue = self._policy.overflow_to
+        due = [e for e in self._waiting.values() if routing.overflow_due(e, self._policy, now)]
+        if not due or to_queue is None:
+            return
+        for entry in due:
+            del self._waiting[entry.contact_id]
+        self._overflowed += len(due)
+        await workflow.execute_activity_method(
+            RoutingActivities.tell_overflow,
+            OverflowBatch(
+                notices=[
+                    OverflowNotice(
+                        contact_id=e.contact_id,
+                        round=e.round,
+                        from_queue=self._policy.name,
+                        to_queue=to_queue,
+                    )
+                    for e in due
+                ]
+            ),
+            start_to_close_timeout=policies.ROUTING_TIMEOUT,
+            retry_policy=policies.ROUTING_RETRY,
+            summary=f"overflow {len(due)} contact(s) to {to_queue}",
+        )
+
+    def _next_overflow(self, now: datetime) -> timedelta | None:
+        after = self._policy.overflow_after_seconds
+        if not after or not self._policy.overflow_to or not self._waiting:
+            return None
+        first = min(e.entered_at for e in self._waiting.values()) + timedelta(seconds=after)
+        return max(first - now, timedelta(seconds=1))
+
+    def _carried(self) -> QueueInput:
+        return QueueInput(
+            policy=self._policy,
+            waiting=list(self._waiting.values()),
+            agents=list(self._agents.values()),
+            agents_known=True,
+            routed=self._routed,
+            decided=self._decided,
+            overflowed=self._overflowed,
+        )
+
+    def _status(self, now: datetime, head: int = HEAD_SHOWN) -> QueueStatus:
+        order = routing.queue_order(self._waiting.values(), self._policy, now) if head else []
+        ready = [a for a in self._agents.values() if a.ready]
+        return QueueStatus(
+            queue=self._policy.name,
+            waiting=len(self._waiting),
+            oldest_waiting_since=min(
+                (e.waiting_since for e in self._waiting.values()), default=None
+            ),
+            routed=self._routed,
+            overflowed=self._overflowed,
+            agents_ready=len(ready),
+            agents_free=sum(1 for a in ready if a.free > 0),
+            head=[
+                QueuedContact(
+                    contact_id=e.contact_id,
+                    priority=e.priority,
+                    effective_priority=routing.effective_priority(e, self._policy, now),
+                    waiting_since=e.waiting_since,
+                    entered_at=e.entered_at,
+                    skills=e.skills,
+                    channel=e.channel,
+                )
+                for e in order[:head]
+            ],
+        )
+
+    def _show(self) -> None:
+        status = self._status(workflow.now(), head=0)
+        oldest = (
+            f" · oldest waiting since {status.oldest_waiting_since:%Y-%m-%d %H:%M:%S} UTC"
+            if status.oldest_waiting_since
+            else ""
+        )
+        workflow.set_current_details(
+            f"**{status.waiting} waiting**{oldest} · {status.routed} routed · "
+            f"{status.overflowed} overflowed · agents ready {status.agents_ready} "
+            f"({status.agents_free} with a free place)"
+        )
