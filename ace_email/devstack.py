@@ -271,8 +271,6 @@ async def run(data_dir: Path, send_samples: bool) -> None:
 
 
 def _print_welcome(config_path: Path, codec_url: str | None, intake: IntakeServer | None) -> None:
-    config = f"ACE_EMAIL_CONFIG={config_path}"
-    run = f"{config} .venv/bin/python starter.py"
     if codec_url:
         payloads = f"encrypted; the Web UI decrypts them through the codec server {codec_url}"
     else:
@@ -285,20 +283,21 @@ ace-email is running.
   mail server       IMAP 127.0.0.1:{IMAP_PORT}, SMTP 127.0.0.1:{SMTP_PORT}
                     (its passwords are in {config_path.parent}/secrets)
   work-item intake  {endpoint}
-                    (bearer token in {config_path.parent}/secrets/intake.token)
+                    (its bearer token is in {config_path.parent}/secrets/intake.token)
   configuration     {config_path}
   workflow payloads {payloads}
 
 The sample mail waits in queue "support". In another terminal:
-  {run} queues                        who waits, for how long
-  {run} agent ready alice             alice (capacity 2) gets email in her mailbox
-  {run} agent ready bob               bob works in ace-email: contacts are offered to him
-  {run} agents                        presence and load
-  {run} inbox bob                     what bob has; then: accept CONTACT_ID bob,
-                                      show CONTACT_ID, reply CONTACT_ID --body-file F --close
-  {run} close CONTACT_ID              done: frees the agent's place
-  {run} workitem create --queue support --subject "Call back" --body-file notes.txt
-  {run} list                          every contact; status CONTACT_ID for one
+  export ACE_EMAIL_CONFIG={config_path}
+  .venv/bin/python starter.py queues             who waits, and for how long
+  .venv/bin/python starter.py agent ready alice  alice (2 at once) gets email in her mailbox
+  .venv/bin/python starter.py agent ready bob    bob works in ace-email: he is offered contacts
+  .venv/bin/python starter.py agents             presence and load
+  .venv/bin/python starter.py inbox bob          then: accept CONTACT bob, show CONTACT,
+                                                 reply CONTACT --body-file F --close
+  .venv/bin/python starter.py close CONTACT      done: frees the agent's place
+  .venv/bin/python starter.py workitem create --queue support --subject S --body-file F
+  .venv/bin/python starter.py list               every contact (status CONTACT for one)
 
 Ctrl-C stops everything; state is kept under {config_path.parent}.
 """,

@@ -73,6 +73,9 @@ class MessageHeadline(Model):
     ref: MessageRef
     sender: str = ""
     subject: str = ""
+    arrived_at: datetime | None = Field(
+        default=None, description="when the mail server received it (INTERNALDATE)"
+    )
 
 
 class Address(Model):
@@ -229,6 +232,9 @@ class ContactInput(Model):
     policy: AccountPolicy
     channel: Channel = Channel.EMAIL
     work_item: WorkItem | None = None
+    arrived_at: datetime | None = Field(
+        default=None, description="when the mail server received the email: its age counts"
+    )
 
 
 class ClaimRequest(Model):

@@ -16,9 +16,11 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 _FETCH_UID = re.compile(rb"UID (\d+)")
 _FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _FETCH_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
+_FETCH_INTERNALDATE = re.compile(rb'INTERNALDATE "[^"]+"')
 SESSION_WAIT_SECONDS = 600.0
 SLOT_CHECK_SECONDS = 0.2
 _COPYUID = re.compile(rb"COPYUID (\d+) ([\d:,]+) ([\d:,]+)")
@@ -62,6 +65,7 @@ class Fetched:
     size: int = 0
     flags: tuple[str, ...] = ()
     raw: bytes = b""
+    arrived_at: datetime | None = None
 
 
 def quote_mailbox(name: str) -> str:
@@ -166,6 +170,8 @@ class ImapSession:
                 entry.size = int(size.group(1))
             if flags := _FETCH_FLAGS.search(head):
                 entry.flags = tuple(flags.group(1).decode(errors="replace").split())
+            if arrived := _FETCH_INTERNALDATE.search(head):
+                entry.arrived_at = internal_date(arrived.group(0))
             if isinstance(literal, bytes) and literal:
                 entry.raw = literal
         return result
@@ -210,6 +216,12 @@ class ImapSession:
         self.ensure_folder(folder)
         self._ok(f"APPEND to {folder}", self.client.append(quote_mailbox(folder), flags, None, raw))
         self.selected = None
+
+
+def internal_date(field: bytes) -> datetime | None:
+    """When the server received a message: its `INTERNALDATE "..."` item, in UTC."""
+    parsed = imaplib.Internaldate2tuple(field)
+    return datetime.fromtimestamp(time.mktime(parsed), UTC) if parsed else None
 
 
 def _uid_set(uids: list[int]) -> str:

@@ -6,9 +6,7 @@ idempotent: a retry after a crash finds the message where the previous try left 
 
 from __future__ import annotations
 
-import imaplib
 import logging
-import time
 from datetime import UTC, datetime
 
 from temporalio import activity
@@ -155,7 +153,7 @@ def _poll(session: ImapSession, request: PollRequest) -> PollResult:
             break
         batch.append(uid)
         total += size
-    contents = session.fetch(batch, "(UID RFC822.SIZE BODY.PEEK[])")
+    contents = session.fetch(batch, "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[])")
     for fetched in contents.values():
         if fetched.size and not fetched.raw:  # a truncated read would key the wrong contact
             raise ImapError(
@@ -178,14 +176,8 @@ def _poll(session: ImapSession, request: PollRequest) -> PollResult:
 
 def _arrived_at(session: ImapSession, uid: int) -> datetime | None:
     """When the server received a message (its INTERNALDATE), for the mailbox's lag."""
-    status, data = session.client.uid("FETCH", str(uid), "(INTERNALDATE)")
-    if status != "OK":
-        return None
-    for chunk in data:
-        head = chunk[0] if isinstance(chunk, tuple) else chunk
-        if isinstance(head, bytes) and (parsed := imaplib.Internaldate2tuple(head)):
-            return datetime.fromtimestamp(time.mktime(parsed), UTC)
-    return None
+    found = session.fetch([uid], "(UID INTERNALDATE)").get(uid)
+    return found.arrived_at if found else None
 
 
 def _headline(account: str, folder: str, uidvalidity: int, fetched: Fetched) -> MessageHeadline:
@@ -199,7 +191,7 @@ def _headline(account: str, folder: str, uidvalidity: int, fetched: Fetched) -> 
         message_id=message_id,
         size=fetched.size or len(fetched.raw),
     )
-    return MessageHeadline(ref=ref, sender=sender, subject=subject)
+    return MessageHeadline(ref=ref, sender=sender, subject=subject, arrived_at=fetched.arrived_at)
 
 
 MISSING_AFTER_ATTEMPTS = 3

@@ -16,6 +16,7 @@ from tests.conftest import Pipeline
 from tests.recording import record_history
 from tests.routing_support import (
     accept,
+    close,
     new_tag,
     reach,
     ready,
@@ -127,6 +128,14 @@ async def test_a_work_item_without_a_reply_address_cannot_be_replied_to(
         assert again.status is ContactStatus.ASSIGNED
         (reply,) = await eventually(lambda: _messages(mail, CUSTOMER, 1))
         assert reply["To"] == CUSTOMER and reply["In-Reply-To"] is None
+
+        await close(pipeline, silent)
+        nowhere = await work_item(pipeline, "Form: typo", reply_to="nobody@example.org")
+        await accept_when_offered(pipeline, nowhere, bob)
+        with pytest.raises(Refused, match="the reply was not sent: SmtpRejected: .* 550"):
+            await desk.reply(client, pipeline.settings, nowhere, "Thanks!", close=True)
+        state = await reach(client, nowhere, ContactStatus.ASSIGNED)
+        assert state.replies == [] and "550" in (state.last_error or "")
 
 
 async def accept_when_offered(pipeline: Pipeline, contact: str, agent_id: str) -> None:

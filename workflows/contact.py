@@ -148,6 +148,7 @@ class ContactWorkflow:
         )
         self._channel = contact.channel
         self._work_item = contact.work_item
+        self._arrived_at = contact.arrived_at
         if contact.work_item is not None:
             key = ids.contact_key(workflow.info().workflow_id, contact.policy.name)
             self._state = self._state.model_copy(
@@ -431,8 +432,10 @@ class ContactWorkflow:
         router, the agents and the operators is carried out here, one at a time."""
         self._routing_era = True
         now = workflow.now()
+        received = self._state.received_at or now
+        arrived = min(self._arrived_at, received) if self._arrived_at else received
         self._state = self._state.model_copy(
-            update={"waiting_since": self._state.received_at or now, "channel": self._channel}
+            update={"waiting_since": arrived, "channel": self._channel}
         )
         workflow.upsert_search_attributes([sa.CHANNEL.value_set(self._channel.value)])
         await self._enter_queue(routing.queue if routing else self._state.queue, entered_at=now)
@@ -485,7 +488,8 @@ class ContactWorkflow:
             elif command.kind == "overflow" and isinstance(request, OverflowNotice):
                 await self._overflow(request)
             elif command.kind == "reply" and isinstance(request, ReplyRequest):
-                await self._send_reply(request)
+                if failure := await self._send_reply(request):
+                    command.refusal = f"the reply was not sent: {failure}"
             elif command.kind == "close":
                 await self._close()
             command.result = CommandResult(
@@ -790,9 +794,9 @@ class ContactWorkflow:
             self._ref = moved
             self._state = self._state.model_copy(update={"message": moved})
 
-    async def _send_reply(self, request: ReplyRequest) -> None:
+    async def _send_reply(self, request: ReplyRequest) -> str | None:
         """A reply from the built-in interface: from the outbox to the customer, recorded in
-        the Sent folder. An SMTP refusal is recorded and the contact stays open."""
+        the Sent folder. An SMTP refusal is recorded and returned; the contact stays open."""
         try:
             result = await workflow.execute_activity_method(
                 OutboundActivities.send_reply,
@@ -809,13 +813,14 @@ class ContactWorkflow:
         except ActivityError as err:
             self._state = self._state.model_copy(update={"last_error": _cause(err)})
             self._show()
-            return
+            return self._state.last_error
         note = ReplyNote(message_id=result.message_id, to=request.to, at=workflow.now())
         replies = [*self._state.replies, note][-FOLLOW_UPS_SHOWN:]
         self._state = self._state.model_copy(update={"replies": replies, "last_error": None})
         self._show()
         if request.close:
             await self._close()
+        return None
 
     async def _pass_on_follow_ups(self) -> None:
         """Follow-ups of a contact in an agent's mailbox go there too; otherwise they wait

@@ -212,7 +212,7 @@ class MailboxWorkflow:
         try:
             await workflow.start_child_workflow(
                 ContactWorkflow.run,
-                ContactInput(ref=ref, policy=self._policy),
+                ContactInput(ref=ref, policy=self._policy, arrived_at=headline.arrived_at),
                 id=contact_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
