@@ -132,7 +132,7 @@ async def test_a_work_item_without_a_reply_address_cannot_be_replied_to(
         await close(pipeline, silent)
         nowhere = await work_item(pipeline, "Form: typo", reply_to="nobody@example.org")
         await accept_when_offered(pipeline, nowhere, bob)
-        with pytest.raises(Refused, match="the reply was not sent: SmtpRejected: .* 550"):
+        with pytest.raises(Refused, match=r"the reply was not sent: SmtpRejected: .* 550"):
             await desk.reply(client, pipeline.settings, nowhere, "Thanks!", close=True)
         state = await reach(client, nowhere, ContactStatus.ASSIGNED)
         assert state.replies == [] and "550" in (state.last_error or "")
