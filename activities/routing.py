@@ -1,9 +1,11 @@
-"""Routing activities: the messages between contacts, queues and agents, sent from a worker.
+"""Routing activities: what contacts, queues and agents ask of one another that a workflow
+cannot do itself.
 
-Workflows can signal one another but cannot start one, ask one a question or wait for an
-update's answer; these activities do, through the client. Each is safe to retry: a queue
-ignores a contact it already holds in that round, an agent grants again a place it already
-gave that contact, and a contact accepts again the agent it already accepted.
+Workflows signal one another directly (a withdrawal, a freed place, an agent's news); these
+activities start a workflow that may not run yet (signal-with-start), ask a question or wait
+for an update's answer, through the client. Each is safe to retry: a queue ignores a contact
+it already holds in that round, an agent grants again a place it already gave that contact,
+and a contact accepts again the agent it already accepted.
 
 Workflows are named by their type here, not imported, so that the workflows can import these
 activities.
@@ -51,7 +53,6 @@ from ace_email.models import (
     RouteOrder,
     RouteRequest,
     Waiting,
-    Withdrawal,
     policy_digest,
 )
 from ace_email.settings import AgentSettings, ConfigError, Settings
@@ -66,21 +67,6 @@ class EnqueueRequest(Model):
     entry: Waiting
 
 
-class WithdrawRequest(Model):
-    """Leave a queue, or (with `agent_id`) an agent's personal waiting list."""
-
-    withdrawal: Withdrawal
-    queue: str | None = None
-    agent_id: str | None = None
-
-
-class AgentNote(Model):
-    """An agent's view for the queues it serves (and those it no longer serves)."""
-
-    view: AgentView
-    queues: list[str]
-
-
 class AgentViewsRequest(Model):
     queue: str
 
@@ -92,11 +78,6 @@ class OverflowBatch(Model):
 class HoldRequest(Model):
     agent_id: str
     reservation: Reservation
-
-
-class ReleaseRequest(Model):
-    agent_id: str
-    release: Release
 
 
 class PersonalWaitRequest(Model):
@@ -134,17 +115,6 @@ class RoutingActivities:
             search_attributes=TypedSearchAttributes([SearchAttributePair(sa.QUEUE, queue)]),
             rpc_timeout=RPC_TIMEOUT,
         )
-
-    @activity.defn
-    async def withdraw(self, request: WithdrawRequest) -> None:
-        """Out of a queue or a personal waiting list; nothing to do where it has ended."""
-        if request.agent_id is not None:
-            workflow_id, signal = ids.agent_workflow_id(request.agent_id), "withdraw_personal"
-        elif request.queue is not None:
-            workflow_id, signal = ids.queue_workflow_id(request.queue), "withdraw"
-        else:
-            return
-        await self._signal(workflow_id, signal, request.withdrawal)
 
     @activity.defn
     async def dispatch(self, batch: DispatchBatch) -> list[DispatchResult]:
@@ -248,17 +218,6 @@ class RoutingActivities:
             raise
 
     @activity.defn
-    async def notify_queues(self, note: AgentNote) -> None:
-        """An agent's new view, to each queue it serves or served; queues not running learn it
-        when they start."""
-        await asyncio.gather(
-            *(
-                self._signal(ids.queue_workflow_id(q), "agent_update", note.view)
-                for q in note.queues
-            )
-        )
-
-    @activity.defn
     async def agent_views(self, request: AgentViewsRequest) -> list[AgentView]:
         """What a starting queue needs to know of the agents who serve it."""
         views = await asyncio.gather(
@@ -284,10 +243,6 @@ class RoutingActivities:
     async def hold(self, request: HoldRequest) -> None:
         """An operator's direct assignment takes a place with the agent, signed in or not."""
         await self._agent_signal_with_start(request.agent_id, "take", request.reservation)
-
-    @activity.defn
-    async def release(self, request: ReleaseRequest) -> None:
-        await self._signal(ids.agent_workflow_id(request.agent_id), "release", request.release)
 
     @activity.defn
     async def wait_for_agent(self, request: PersonalWaitRequest) -> None:

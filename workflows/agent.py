@@ -11,13 +11,14 @@ serves hear of every change that could give them work: presence, a place freed, 
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import suppress
 from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from ace_email import routing
+    from ace_email import ids, routing
     from ace_email import search_attributes as sa
     from ace_email.models import (
         AgentInput,
@@ -39,8 +40,9 @@ with workflow.unsafe.imports_passed_through():
         Withdrawal,
         policy_digest,
     )
-    from activities.routing import AgentNote, RoutingActivities
+    from activities.routing import RoutingActivities
     from workflows import policies
+    from workflows.messaging import signal_if_running
 
 # A place reserved moments ago may not show on its contact yet: only older ones are checked.
 RECONCILE_GRACE = timedelta(minutes=2)
@@ -276,12 +278,9 @@ class AgentWorkflow:
         self._tell = False
         queues = sorted(self._told_queues | set(self._policy.queues))
         self._told_queues = set(self._policy.queues)
-        await workflow.execute_activity_method(
-            RoutingActivities.notify_queues,
-            AgentNote(view=self.view(), queues=queues),
-            start_to_close_timeout=policies.ROUTING_TIMEOUT,
-            retry_policy=policies.ROUTING_RETRY,
-            summary="tell the queues",
+        view = self.view()
+        await asyncio.gather(
+            *(signal_if_running(ids.queue_workflow_id(q), "agent_update", view) for q in queues)
         )
 
     async def _reconcile(self) -> None:

@@ -66,11 +66,10 @@ with workflow.unsafe.imports_passed_through():
         EnqueueRequest,
         HoldRequest,
         PersonalWaitRequest,
-        ReleaseRequest,
         RoutingActivities,
-        WithdrawRequest,
     )
     from workflows import policies
+    from workflows.messaging import signal_if_running
 
 FOLLOW_UPS_SHOWN = 50
 # Contacts begun before rules, follow-ups and the reply ledger existed replay without them.
@@ -574,12 +573,11 @@ class ContactWorkflow:
         agent who had it on record."""
         phase, self._phase = self._phase, _Phase.MOVING
         self._deadline = None
-        withdrawal = Withdrawal(contact_id=self._state.id, round=self._round)
         if phase is _Phase.QUEUE:
-            await self._withdraw(WithdrawRequest(withdrawal=withdrawal, queue=self._state.queue))
-        elif phase is _Phase.PERSONAL:
+            await self._withdraw(ids.queue_workflow_id(self._state.queue), "withdraw")
+        elif phase is _Phase.PERSONAL and self._state.waiting_for:
             agent_id = self._state.waiting_for
-            await self._withdraw(WithdrawRequest(withdrawal=withdrawal, agent_id=agent_id))
+            await self._withdraw(ids.agent_workflow_id(agent_id), "withdraw_personal")
         elif phase in (_Phase.OFFERED, _Phase.WITH_AGENT) and self._agent is not None:
             await self._release(self._agent.id)
             if not closing and self._state.status is ContactStatus.DELIVERED:
@@ -598,23 +596,13 @@ class ContactWorkflow:
             }
         )
 
-    async def _withdraw(self, request: WithdrawRequest) -> None:
-        await workflow.execute_activity_method(
-            RoutingActivities.withdraw,
-            request,
-            start_to_close_timeout=policies.ROUTING_TIMEOUT,
-            retry_policy=policies.ROUTING_RETRY,
-            summary="leave the waiting place",
-        )
+    async def _withdraw(self, workflow_id: str, signal: str) -> None:
+        withdrawal = Withdrawal(contact_id=self._state.id, round=self._round)
+        await signal_if_running(workflow_id, signal, withdrawal)
 
     async def _release(self, agent_id: str) -> None:
-        await workflow.execute_activity_method(
-            RoutingActivities.release,
-            ReleaseRequest(agent_id=agent_id, release=Release(contact_id=self._state.id)),
-            start_to_close_timeout=policies.ROUTING_TIMEOUT,
-            retry_policy=policies.ROUTING_RETRY,
-            summary=f"free {agent_id}'s place",
-        )
+        release = Release(contact_id=self._state.id)
+        await signal_if_running(ids.agent_workflow_id(agent_id), "release", release)
 
     async def _hold(self, agent_id: str) -> None:
         await workflow.execute_activity_method(
