@@ -293,3 +293,49 @@ async def test_a_contact_for_one_agent_waits_in_their_personal_list_then_returns
         assert (await reach(client, contact, ContactStatus.OFFERED)).agent == ben
         assert (await agent(pipeline, ann)).load == 0
         await record_history(client, contact, "contact_workitem_transferred")
+
+
+async def test_a_queue_carries_its_waiting_contacts_and_agents_through_continue_as_new(
+    client: Client, mail: MailStack, temporal_address: str
+) -> None:
+    """A queue started to continue as new every few events keeps its order and its agents."""
+    from datetime import UTC, datetime, timedelta
+
+    from ace_email import ids
+    from ace_email.models import QueueInput, Waiting
+    from workflows.queue import QueueWorkflow
+
+    tag = new_tag()
+    queue = f"support-{tag}"
+    ann = f"ann-{tag}"
+    settings = routed_settings(
+        mail, temporal_address, tag, queues=[{"name": queue}], agents=[{"id": ann}]
+    )
+    async with routing_worker(client, mail, settings) as pipeline:
+        await ready(pipeline, ann)
+        handle = await client.start_workflow(
+            QueueWorkflow.run,
+            QueueInput(policy=settings.queue_policy(queue), events_per_run=15),
+            id=ids.queue_workflow_id(queue),
+            task_queue=settings.temporal.task_queue,
+        )
+        first_run = (await handle.describe()).run_id
+        base = datetime.now(UTC) - timedelta(hours=1)
+        for n in range(40):
+            entry = Waiting(
+                contact_id=f"contact-nowhere-{n:04}",
+                round=1,
+                priority=n % 2,
+                waiting_since=base + timedelta(seconds=n),
+                entered_at=base,
+                skills=["a skill nobody has"],
+            )
+            await handle.signal(QueueWorkflow.enqueue, entry)
+        status = await queued_in(client, queue, 40)
+        assert (await handle.describe()).run_id != first_run
+        assert [c.contact_id for c in status.head[:3]] == [
+            "contact-nowhere-0001",
+            "contact-nowhere-0003",
+            "contact-nowhere-0005",
+        ]
+        assert status.agents_ready == 1, "the agents it knew, known still"

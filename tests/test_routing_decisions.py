@@ -152,3 +152,14 @@ def test_only_an_email_ever_goes_to_an_agents_own_mailbox() -> None:
     assert delivery_mode(Channel.EMAIL, None) is DeliveryMode.BUILT_IN
     assert delivery_mode(Channel.WORKITEM, "alice@example.com") is DeliveryMode.BUILT_IN
     assert delivery_mode(Channel.SOCIAL, "alice@example.com") is DeliveryMode.BUILT_IN
+
+
+def test_waiting_contacts_pack_small_and_unpack_the_same() -> None:
+    from ace_email.models import pack_waiting, unpack_waiting
+
+    entries = [waiting(f"contact-support-{n:020x}", priority=n % 3, age=n) for n in range(2000)]
+    packed = pack_waiting(entries)
+    assert unpack_waiting(packed) == entries
+    assert unpack_waiting("") == []
+    plain = sum(len(e.model_dump_json()) for e in entries)
+    assert len(packed) < plain / 4

@@ -11,6 +11,7 @@ continue-as-new.
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import suppress
 from datetime import datetime, timedelta
 
@@ -30,12 +31,15 @@ with workflow.unsafe.imports_passed_through():
         RouteOrder,
         Waiting,
         Withdrawal,
+        pack_waiting,
         policy_digest,
+        unpack_waiting,
     )
     from activities.routing import AgentViewsRequest, OverflowBatch, RoutingActivities
     from workflows import policies
 
 HEAD_SHOWN = 20
+MAX_BATCHES_IN_FLIGHT = 4
 
 
 @workflow.defn
@@ -43,7 +47,8 @@ class QueueWorkflow:
     @workflow.init
     def __init__(self, queue: QueueInput) -> None:
         self._policy: QueuePolicy = queue.policy
-        self._waiting: dict[str, Waiting] = {w.contact_id: w for w in queue.waiting}
+        waiting = [*queue.waiting, *unpack_waiting(queue.waiting_packed)]
+        self._waiting: dict[str, Waiting] = {w.contact_id: w for w in waiting}
         self._agents: dict[str, AgentView] = {a.agent_id: a for a in queue.agents}
         self._agents_known = queue.agents_known
         self._routed = queue.routed
@@ -52,6 +57,8 @@ class QueueWorkflow:
         self._changed = True
         self._in_flight: dict[str, Waiting] = {}
         self._withdrawn_in_flight: dict[str, int] = {}
+        self._batches = 0
+        self._events_per_run = queue.events_per_run
 
     @workflow.run
     async def run(self, queue: QueueInput) -> None:
@@ -71,13 +78,21 @@ class QueueWorkflow:
             await self._overflow()
             await self._route()
             self._show()
-            if workflow.info().is_continue_as_new_suggested():
+            if self._time_to_continue():
+                await workflow.wait_condition(lambda: not self._batches)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._carried())
             with suppress(TimeoutError):
                 await workflow.wait_condition(
                     lambda: self._changed, timeout=self._next_overflow(workflow.now())
                 )
+
+    def _time_to_continue(self) -> bool:
+        info = workflow.info()
+        limit = self._events_per_run
+        return info.is_continue_as_new_suggested() or (
+            limit > 0 and info.get_current_history_length() >= limit
+        )
 
     @workflow.signal
     def enqueue(self, entry: Waiting) -> None:
@@ -128,6 +143,11 @@ class QueueWorkflow:
             self._agents.pop(view.agent_id, None)
 
     async def _route(self) -> None:
+        """Decide what the ready agents take now and send it off. Batches go out without
+        waiting for the one before: while one waits for its agents' and contacts' answers,
+        agents freed meanwhile are given work too."""
+        if self._batches >= MAX_BATCHES_IN_FLIGHT:
+            return
         now = workflow.now()
         decisions = routing.match(self._waiting.values(), self._agents.values(), self._policy, now)
         if not decisions:
@@ -149,13 +169,21 @@ class QueueWorkflow:
                     sequence=self._decided,
                 )
             )
-        results = await workflow.execute_activity_method(
-            RoutingActivities.dispatch,
-            DispatchBatch(source=self._policy.name, orders=orders),
-            start_to_close_timeout=policies.ROUTING_TIMEOUT,
-            retry_policy=policies.ROUTING_RETRY,
-            summary=f"route {len(orders)} contact(s)",
-        )
+        self._batches += 1
+        asyncio.create_task(self._dispatch(orders))  # noqa: RUF006 - counted in _batches
+
+    async def _dispatch(self, orders: list[RouteOrder]) -> None:
+        try:
+            results = await workflow.execute_activity_method(
+                RoutingActivities.dispatch,
+                DispatchBatch(source=self._policy.name, orders=orders),
+                start_to_close_timeout=policies.ROUTING_TIMEOUT,
+                retry_policy=policies.ROUTING_RETRY,
+                summary=f"route {len(orders)} contact(s)",
+            )
+        finally:
+            self._batches -= 1
+            self._changed = True
         for result in results:
             entry = self._in_flight.pop(result.contact_id)
             withdrawn = self._withdrawn_in_flight.pop(result.contact_id, None)
@@ -169,9 +197,6 @@ class QueueWorkflow:
                 back = withdrawn is None or withdrawn < entry.round
                 if back and result.contact_id not in self._waiting:
                     self._waiting[result.contact_id] = entry
-                self._changed = True
-        self._in_flight.clear()
-        self._withdrawn_in_flight.clear()
 
     async def _overflow(self) -> None:
         now = workflow.now()
@@ -210,12 +235,13 @@ class QueueWorkflow:
     def _carried(self) -> QueueInput:
         return QueueInput(
             policy=self._policy,
-            waiting=list(self._waiting.values()),
+            waiting_packed=pack_waiting(list(self._waiting.values())),
             agents=list(self._agents.values()),
             agents_known=True,
             routed=self._routed,
             decided=self._decided,
             overflowed=self._overflowed,
+            events_per_run=self._events_per_run,
         )
 
     def _status(self, now: datetime, head: int = HEAD_SHOWN) -> QueueStatus:
