@@ -7,15 +7,18 @@ on free loopback ports: ace-email's `worker.py` in its own process, as operators
 (queue and agent workflows, routing activities), and one in this process for the contacts.
 The contacts are stand-ins (benchmarks/stand_in_contact.py, run without the sandbox to keep
 them cheap) that speak the real routing protocol and deliver with one SMTP send each, so
-what is measured is the router: QueueWorkflow, AgentWorkflow and the activities between them.
+what is measured is the router: QueueWorkflow, AgentWorkflow and the messages between them.
 
-1. Enqueue: `--contacts` contacts enter one queue; how fast the queue takes them.
-2. Routing: `--agents` agents (capacity 1, email) become ready at once; each contact is held
-   `--hold` seconds after delivery, then closed, which frees its agent for the next. Prints
-   assignment throughput over `--measure` contacts, and agent-ready -> delivered latency
-   (from the agent becoming free, by presence or by a close, to its next contact delivered).
-3. Baseline, same run: `--measure` more stand-ins given to the same agents directly by the
-   benchmark (one update each, 200 at a time), no queue or agent workflow in between.
+1. Intake: `--signals` entries sent straight to one queue workflow: the most one queue takes.
+2. Enqueue: `--contacts` contacts are created and wait in one queue.
+3. Throughput: `--agents` agents (capacity 1, with an email address) become ready at once;
+   each contact is closed as soon as it is delivered, which frees its agent for the next.
+   Assignments per second over `--measure` contacts, and the latency from an agent being
+   free (ready, or its last contact closed) to its next contact delivered.
+4. Agent ready -> delivered: `--agents` other agents become ready one at a time,
+   `--spacing` seconds apart, each to one contact waiting in a queue of its own.
+Baselines, same run: the same stand-ins given to the same agents directly by the benchmark
+(one update each, no queue or agent workflow), for 3 at once and for 4 spaced out.
 """
 
 from __future__ import annotations
@@ -56,8 +59,9 @@ from ace_email.models import (
 )
 from ace_email.routing_commands import agents as agent_rows
 from ace_email.routing_commands import queue_status, set_presence
-from ace_email.settings import Settings
+from ace_email.settings import AgentSettings, Settings
 from benchmarks.stand_in_contact import (
+    Delivery,
     StandInContact,
     StandInInput,
     StandInResult,
@@ -68,8 +72,9 @@ from tests.support import free_port
 ROOT = Path(__file__).resolve().parents[1]
 ROUTING_QUEUE = "ace-email-bench"
 CONTACT_QUEUE = "bench-contacts"
-QUEUE = "bench"
+BUSY, CALM, INTAKE = "bench", "bench-calm", "bench-intake"
 BLOB_LIMIT = 2 * 1024 * 1024  # Temporal's default limit on one payload (a CAN input)
+LONG_HOLD = 3600.0
 
 
 class Sink:
@@ -84,17 +89,40 @@ class Sink:
 
 
 def settings_for(address: str, agents: int) -> Settings:
+    """`agents` who serve the busy queue and as many who serve the calm one."""
+
+    def group(prefix: str, queue: str) -> list[dict[str, Any]]:
+        return [
+            {"id": f"{prefix}-{n:03}", "email": f"{prefix}{n:03}@example.com", "queues": [queue]}
+            for n in range(agents)
+        ]
+
     return Settings.model_validate(
         {
             "temporal": {"address": address, "task_queue": ROUTING_QUEUE},
-            "queues": [{"name": QUEUE}],
+            "queues": [{"name": BUSY}, {"name": CALM}, {"name": INTAKE}],
             "routing": {"offer_timeout_seconds": 600},
-            "agents": [
-                {"id": f"agent-{n:03}", "email": f"agent{n:03}@example.com", "queues": [QUEUE]}
-                for n in range(agents)
-            ],
+            "agents": group("agent", BUSY) + group("calm", CALM),
         }
     )
+
+
+def write_config(path: Path, settings: Settings) -> Path:
+    """The benchmark's configuration as a file for `worker.py`."""
+    lines = [
+        "[temporal]",
+        f'address = "{settings.temporal.address}"',
+        f'task_queue = "{settings.temporal.task_queue}"',
+        "[routing]",
+        f"offer_timeout_seconds = {settings.routing.offer_timeout_seconds}",
+    ]
+    for queue in settings.queues:
+        lines += ["[[queues]]", f'name = "{queue.name}"']
+    for agent in settings.agents:
+        lines += ["[[agents]]", f'id = "{agent.id}"', f'email = "{agent.email}"']
+        lines.append(f'queues = ["{agent.queues[0]}"]')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def percentile(samples: list[float], share: float) -> float:
@@ -114,7 +142,7 @@ def describe(label: str, samples: list[float]) -> str:
 async def start_contacts(
     client: Client, count: int, *, queue: str | None, smtp_port: int, hold: float, tag: str
 ) -> list[str]:
-    ids_: list[str] = [f"standin-{tag}-{n:05}" for n in range(count)]
+    contact_ids = [f"standin-{tag}-{n:05}" for n in range(count)]
     turns = asyncio.Semaphore(64)
 
     async def start(contact_id: str, n: int) -> None:
@@ -133,8 +161,29 @@ async def start_contacts(
                 task_queue=CONTACT_QUEUE,
             )
 
-    await asyncio.gather(*(start(c, n) for n, c in enumerate(ids_)))
-    return ids_
+    await asyncio.gather(*(start(c, n) for n, c in enumerate(contact_ids)))
+    return contact_ids
+
+
+async def delivered(client: Client, contact_ids: list[str]) -> dict[str, StandInResult]:
+    """The results of those stand-ins that have been delivered (asked of each, in turn)."""
+    turns = asyncio.Semaphore(64)
+    found: dict[str, StandInResult] = {}
+
+    async def one(contact_id: str) -> None:
+        async with turns:
+            handle = client.get_workflow_handle(contact_id)
+            state = await handle.query("delivery", result_type=Delivery)
+            if state.result is not None:
+                found[contact_id] = state.result
+
+    await asyncio.gather(*(one(c) for c in contact_ids))
+    return found
+
+
+async def finished(client: Client, prefix: str) -> list[str]:
+    query = 'WorkflowType="StandInContact" AND ExecutionStatus="Completed"'
+    return [e.id async for e in client.list_workflows(query) if e.id.startswith(prefix)]
 
 
 async def results(client: Client, contact_ids: list[str]) -> list[StandInResult]:
@@ -148,11 +197,6 @@ async def results(client: Client, contact_ids: list[str]) -> list[StandInResult]
             return await handle.result()
 
     return list(await asyncio.gather(*(one(c) for c in contact_ids)))
-
-
-async def delivered_ids(client: Client, prefix: str) -> list[str]:
-    query = 'WorkflowType="StandInContact" AND ExecutionStatus="Completed"'
-    return [e.id async for e in client.list_workflows(query) if e.id.startswith(prefix)]
 
 
 def state_bytes_per_contact(count: int = 10_000) -> tuple[float, float]:
@@ -180,22 +224,14 @@ def state_bytes_per_contact(count: int = 10_000) -> tuple[float, float]:
     )
 
 
-def write_config(path: Path, settings: Settings) -> Path:
-    """The benchmark's configuration as a file for `worker.py`."""
-    lines = [
-        "[temporal]",
-        f'address = "{settings.temporal.address}"',
-        f'task_queue = "{settings.temporal.task_queue}"',
-        "[routing]",
-        f"offer_timeout_seconds = {settings.routing.offer_timeout_seconds}",
-        "[[queues]]",
-        f'name = "{QUEUE}"',
-    ]
-    for agent in settings.agents:
-        lines += ["[[agents]]", f'id = "{agent.id}"', f'email = "{agent.email}"']
-        lines.append(f'queues = ["{QUEUE}"]')
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+async def queue_runs(client: Client, queue: str) -> int:
+    query = f'WorkflowId="{ids.queue_workflow_id(queue)}"'
+    return len([e async for e in client.list_workflows(query)])
+
+
+async def wait_for_waiting(client: Client, queue: str, count: int) -> None:
+    while (await queue_status(client, queue)).waiting < count:
+        await asyncio.sleep(0.5)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -213,7 +249,6 @@ async def main(args: argparse.Namespace) -> None:
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     controller.start()
     settings = settings_for(client.service_client.config.target_host, args.agents)
-    tag = uuid.uuid4().hex[:6]
     report: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = write_config(Path(tmp) / "bench.toml", settings)
@@ -227,11 +262,12 @@ async def main(args: argparse.Namespace) -> None:
                 task_queue=CONTACT_QUEUE,
                 workflows=[StandInContact],
                 activities=[send_to_agent],
-                max_cached_workflows=args.contacts + args.measure + 1000,
+                max_cached_workflows=args.contacts + args.measure + 4 * args.agents + 1000,
                 workflow_runner=UnsandboxedWorkflowRunner(),
             )
             async with contacts_worker:
-                report += await run_phases(client, settings, args, smtp_port, tag)
+                bench = Bench(client, settings, args, smtp_port, report)
+                await bench.run()
         finally:
             worker.terminate()
             worker.wait(timeout=30)
@@ -240,92 +276,198 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"machine: {platform.machine()}, {platform.system()} {platform.release()}, "
         f"{os.cpu_count()} cores, python {platform.python_version()}; "
-        f"Temporal dev server in memory, tuned as in dev.py run"
+        "Temporal dev server in memory, tuned as in dev.py run"
     )
     print("\n".join(report))
     print(f"SMTP sends received by the sink: {sink.received}")
 
 
-async def run_phases(
-    client: Client, settings: Settings, args: argparse.Namespace, smtp_port: int, tag: str
-) -> list[str]:
-    report: list[str] = []
-    began = time.monotonic()
-    await start_contacts(
-        client, args.contacts, queue=QUEUE, smtp_port=smtp_port, hold=args.hold, tag=f"r{tag}"
-    )
-    started = time.monotonic() - began
-    while (await queue_status(client, QUEUE)).waiting < args.contacts:
-        await asyncio.sleep(0.5)
-    queued = time.monotonic() - began
-    runs = [e async for e in client.list_workflows(f'WorkflowId="{ids.queue_workflow_id(QUEUE)}"')]
-    report.append(
-        f"enqueue: {args.contacts} contacts started in {started:.1f} s, all waiting in one queue "
-        f"after {queued:.1f} s: {args.contacts / queued:.0f} enqueues/s "
-        f"(queue workflow runs so far: {len(runs)})"
-    )
+class Bench:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        args: argparse.Namespace,
+        smtp_port: int,
+        report: list[str],
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.args = args
+        self.smtp_port = smtp_port
+        self.report = report
+        self.tag = uuid.uuid4().hex[:6]
+        self.busy = [a for a in settings.agents if a.queues == [BUSY]]
+        self.calm = [a for a in settings.agents if a.queues == [CALM]]
 
-    ready_at: dict[str, datetime] = {}
+    def say(self, line: str) -> None:
+        self.report.append(line)
+        print(line, flush=True)
 
-    async def ready(agent_id: str) -> None:
-        ready_at[agent_id] = datetime.now(UTC)
-        await set_presence(client, settings, agent_id, Presence.READY)
+    async def run(self) -> None:
+        await self.intake()
+        await self.enqueue()
+        await self.throughput()
+        await self.spaced()
+        await self.baselines()
+        plain, packed = state_bytes_per_contact()
+        self.say(
+            f"queue state through continue-as-new: {packed:.0f} bytes per waiting contact "
+            f"packed ({plain:.0f} plain): {BLOB_LIMIT / packed:,.0f} waiting contacts fit in "
+            f"Temporal's 2 MiB payload limit ({BLOB_LIMIT / plain:,.0f} unpacked)"
+        )
 
-    began = time.monotonic()
-    await asyncio.gather(*(ready(a.id) for a in settings.agents))
-    while len(done := await delivered_ids(client, f"standin-r{tag}")) < args.measure:
-        await asyncio.sleep(1.0)
-    elapsed = time.monotonic() - began
-    finished = await results(client, done[: args.measure])
-    latencies = ready_to_delivered(finished, ready_at)
-    first = min(ready_at.values())
-    last = max(r.delivered_at for r in finished)
-    report.append(
-        f"routing: {len(finished)} contacts routed and delivered in "
-        f"{(last - first).total_seconds():.1f} s by {args.agents} agents (capacity 1, hold "
-        f"{args.hold:g} s): {len(finished) / (last - first).total_seconds():.1f} assignments/s "
-        f"(wall {elapsed:.1f} s)"
-    )
-    report.append(describe("routing: agent ready -> delivered", latencies))
-    await asyncio.gather(
-        *(set_presence(client, settings, a.id, Presence.OFFLINE) for a in settings.agents)
-    )
-    rows = await agent_rows(client, settings)
-    while any(r["load"] for r in rows):
-        await asyncio.sleep(1.0)
-        rows = await agent_rows(client, settings)
-    over = [r for r in rows if r["max_load"] > r["capacity"]]
-    report.append(f"agents ever over capacity: {len(over)} (all signed out before the baseline)")
-    left = (await queue_status(client, QUEUE)).waiting
-    runs = [e async for e in client.list_workflows(f'WorkflowId="{ids.queue_workflow_id(QUEUE)}"')]
-    report.append(
-        f"queue: {left} still waiting; queue workflow runs (continue-as-new): {len(runs)}"
-    )
+    async def intake(self) -> None:
+        """The most one queue workflow takes: entries signalled straight to it."""
+        count = self.args.signals
+        handle = await self.client.start_workflow(
+            "QueueWorkflow",
+            QueueInput(policy=self.settings.queue_policy(INTAKE)),
+            id=ids.queue_workflow_id(INTAKE),
+            task_queue=ROUTING_QUEUE,
+        )
+        turns = asyncio.Semaphore(32)
+        now = datetime.now(UTC)
 
-    baseline_ids = await start_contacts(
-        client, args.measure, queue=None, smtp_port=smtp_port, hold=args.hold, tag=f"b{tag}"
-    )
-    await asyncio.sleep(2.0)
-    base_latencies, base_elapsed = await direct_assignments(client, settings, baseline_ids)
-    report.append(
-        f"baseline: {len(baseline_ids)} contacts given directly to {args.agents} agents in "
-        f"{base_elapsed:.1f} s: {len(baseline_ids) / base_elapsed:.1f} assignments/s"
-    )
-    report.append(describe("baseline: assignment -> delivered", base_latencies))
-    plain, packed = state_bytes_per_contact()
-    report.append(
-        f"queue state carried through continue-as-new: {packed:.0f} bytes per waiting contact "
-        f"packed ({plain:.0f} plain): {BLOB_LIMIT / packed:,.0f} waiting contacts fit in "
-        f"Temporal's 2 MiB payload limit ({BLOB_LIMIT / plain:,.0f} unpacked)"
-    )
-    return report
+        async def send(n: int) -> None:
+            entry = Waiting(
+                contact_id=f"contact-intake-{n:020x}",
+                round=1,
+                priority=n % 3,
+                waiting_since=now,
+                entered_at=now,
+            )
+            async with turns:
+                await handle.signal("enqueue", entry)
+
+        began = time.monotonic()
+        await asyncio.gather(*(send(n) for n in range(count)))
+        sent = time.monotonic() - began
+        await wait_for_waiting(self.client, INTAKE, count)
+        took = time.monotonic() - began
+        runs = await queue_runs(self.client, INTAKE)
+        self.say(
+            f"intake: {count} entries signalled to one queue (32 at a time) in {sent:.1f} s, "
+            f"all counted in {took:.1f} s: {count / took:.0f} enqueues/s "
+            f"({runs} runs through continue-as-new)"
+        )
+
+    async def enqueue(self) -> None:
+        count = self.args.contacts
+        began = time.monotonic()
+        self.routed_ids = await start_contacts(
+            self.client, count, queue=BUSY, smtp_port=self.smtp_port, hold=0, tag=f"r{self.tag}"
+        )
+        started = time.monotonic() - began
+        await wait_for_waiting(self.client, BUSY, count)
+        took = time.monotonic() - began
+        runs = await queue_runs(self.client, BUSY)
+        self.say(
+            f"enqueue: {count} contacts created in {started:.1f} s, all waiting in one queue "
+            f"after {took:.1f} s: {count / took:.0f} contacts/s ({runs} queue run(s))"
+        )
+
+    async def throughput(self) -> None:
+        ready_at: dict[str, datetime] = {}
+
+        async def ready(agent: AgentSettings) -> None:
+            ready_at[agent.id] = datetime.now(UTC)
+            await set_presence(self.client, self.settings, agent.id, Presence.READY)
+
+        await asyncio.gather(*(ready(a) for a in self.busy))
+        measure = self.args.measure
+        while len(done := await finished(self.client, f"standin-r{self.tag}")) < measure:
+            await asyncio.sleep(1.0)
+        outcomes = await results(self.client, done[:measure])
+        await self.sign_out(self.busy)
+        first = min(ready_at.values())
+        span = (max(r.delivered_at for r in outcomes) - first).total_seconds()
+        self.say(
+            f"throughput: {len(outcomes)} of {self.args.contacts} waiting contacts routed and "
+            f"delivered in {span:.1f} s by {len(self.busy)} agents (capacity 1, each contact "
+            f"closed when delivered): {len(outcomes) / span:.1f} assignments/s"
+        )
+        self.say(
+            describe("throughput: agent free -> delivered", free_to_delivered(outcomes, ready_at))
+        )
+        rows = await agent_rows(self.client, self.settings)
+        over = [r for r in rows if r["max_load"] > r["capacity"]]
+        left = (await queue_status(self.client, BUSY)).waiting
+        runs = await queue_runs(self.client, BUSY)
+        self.say(
+            f"throughput: agents ever over capacity: {len(over)}; {left} contacts still "
+            f"waiting; {runs} queue run(s)"
+        )
+
+    async def sign_out(self, agents: list[AgentSettings]) -> None:
+        await asyncio.gather(
+            *(set_presence(self.client, self.settings, a.id, Presence.OFFLINE) for a in agents)
+        )
+        names = {a.id for a in agents}
+        while any(
+            r["load"] for r in await agent_rows(self.client, self.settings) if r["id"] in names
+        ):
+            await asyncio.sleep(1.0)
+
+    async def spaced(self) -> None:
+        """Agents ready one at a time, each to a contact waiting for it: the latency alone."""
+        contact_ids = await start_contacts(
+            self.client,
+            len(self.calm),
+            queue=CALM,
+            smtp_port=self.smtp_port,
+            hold=LONG_HOLD,
+            tag=f"c{self.tag}",
+        )
+        await wait_for_waiting(self.client, CALM, len(contact_ids))
+        ready_at: dict[str, datetime] = {}
+        for agent in self.calm:
+            ready_at[agent.id] = datetime.now(UTC)
+            await set_presence(self.client, self.settings, agent.id, Presence.READY)
+            await asyncio.sleep(self.args.spacing)
+        await asyncio.sleep(5.0)
+        outcomes = await delivered(self.client, contact_ids)
+        latencies = [
+            (r.delivered_at - ready_at[r.agent_id]).total_seconds() for r in outcomes.values()
+        ]
+        self.say(
+            f"agent ready -> delivered: {len(self.calm)} agents ready one every "
+            f"{self.args.spacing:g} s, each to a waiting contact"
+        )
+        self.say(describe("agent ready -> delivered", latencies))
+
+    async def baselines(self) -> None:
+        measure = self.args.measure
+        contact_ids = await start_contacts(
+            self.client, measure, queue=None, smtp_port=self.smtp_port, hold=0, tag=f"b{self.tag}"
+        )
+        await asyncio.sleep(2.0)
+        latencies, took = await direct(self.client, self.busy, contact_ids, spacing=0.0)
+        self.say(
+            f"baseline 3: {measure} contacts given directly to {len(self.busy)} agents "
+            f"(no router) in {took:.1f} s: {measure / took:.1f} assignments/s"
+        )
+        self.say(describe("baseline 3: assignment -> delivered", latencies))
+        spaced_ids = await start_contacts(
+            self.client,
+            len(self.calm),
+            queue=None,
+            smtp_port=self.smtp_port,
+            hold=LONG_HOLD,
+            tag=f"s{self.tag}",
+        )
+        await asyncio.sleep(2.0)
+        latencies, _ = await direct(
+            self.client, self.calm, spaced_ids, spacing=self.args.spacing, wait_result=False
+        )
+        self.say(describe("baseline 4: assignment -> delivered, spaced", latencies))
 
 
-def ready_to_delivered(finished: list[StandInResult], ready_at: dict[str, datetime]) -> list[float]:
+def free_to_delivered(outcomes: list[StandInResult], ready_at: dict[str, datetime]) -> list[float]:
     """From the moment each agent was free (ready, or its previous contact closed) to its next
     contact delivered."""
     by_agent: defaultdict[str, list[StandInResult]] = defaultdict(list)
-    for result in finished:
+    for result in outcomes:
         by_agent[result.agent_id].append(result)
     samples: list[float] = []
     for agent_id, done in by_agent.items():
@@ -336,34 +478,54 @@ def ready_to_delivered(finished: list[StandInResult], ready_at: dict[str, dateti
     return samples
 
 
-async def direct_assignments(
-    client: Client, settings: Settings, contact_ids: list[str]
+async def direct(
+    client: Client,
+    agents: list[AgentSettings],
+    contact_ids: list[str],
+    *,
+    spacing: float,
+    wait_result: bool = True,
 ) -> tuple[list[float], float]:
+    """Give contacts to agents by one update each: all agents at once, each taking the next
+    when its last is done; or, spaced, one agent and one contact every `spacing` seconds."""
     pending = list(reversed(contact_ids))
     latencies: list[float] = []
 
-    async def agent_at_work(agent_id: str, email: str | None) -> None:
+    async def give(agent: AgentSettings, contact_id: str) -> None:
+        given = datetime.now(UTC)
+        handle: WorkflowHandle[Any, StandInResult] = client.get_workflow_handle(
+            contact_id, result_type=StandInResult
+        )
+        await handle.execute_update(
+            "route", RouteRequest(agent_id=agent.id, agent_email=agent.email, round=1)
+        )
+        while (state := await handle.query("delivery", result_type=Delivery)).result is None:
+            await asyncio.sleep(0.05)
+        latencies.append((state.result.delivered_at - given).total_seconds())
+        if wait_result:
+            await handle.result()
+
+    async def at_work(agent: AgentSettings) -> None:
         while pending:
-            contact_id = pending.pop()
-            given = datetime.now(UTC)
-            handle: WorkflowHandle[Any, StandInResult] = client.get_workflow_handle(
-                contact_id, result_type=StandInResult
-            )
-            await handle.execute_update(
-                "route", RouteRequest(agent_id=agent_id, agent_email=email, round=1)
-            )
-            result = await handle.result()
-            latencies.append((result.delivered_at - given).total_seconds())
+            await give(agent, pending.pop())
 
     began = time.monotonic()
-    await asyncio.gather(*(agent_at_work(a.id, a.email) for a in settings.agents))
+    if spacing:
+        tasks = []
+        for agent in agents:
+            tasks.append(asyncio.create_task(give(agent, pending.pop())))
+            await asyncio.sleep(spacing)
+        await asyncio.gather(*tasks)
+    else:
+        await asyncio.gather(*(at_work(a) for a in agents))
     return latencies, time.monotonic() - began
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--signals", type=int, default=5_000)
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--measure", type=int, default=3_000)
-    parser.add_argument("--hold", type=float, default=0.5)
+    parser.add_argument("--spacing", type=float, default=0.25)
     asyncio.run(main(parser.parse_args()))

@@ -39,6 +39,10 @@ class StandInResult(BaseModel):
     released_at: datetime
 
 
+class Delivery(BaseModel):
+    result: StandInResult | None = None
+
+
 class SendRequest(BaseModel):
     smtp_port: int
     to: str
@@ -65,6 +69,7 @@ class StandInContact:
     @workflow.init
     def __init__(self, job: StandInInput) -> None:
         self._route: RouteRequest | None = None
+        self._delivered: StandInResult | None = None
 
     @workflow.run
     async def run(self, job: StandInInput) -> StandInResult:
@@ -98,6 +103,12 @@ class StandInContact:
             start_to_close_timeout=timedelta(seconds=30),
         )
         delivered_at = workflow.now()
+        self._delivered = StandInResult(
+            agent_id=route.agent_id,
+            routed_at=routed_at,
+            delivered_at=delivered_at,
+            released_at=delivered_at,
+        )
         if job.hold_seconds:
             await workflow.sleep(job.hold_seconds)
         if job.queue is not None:
@@ -109,6 +120,10 @@ class StandInContact:
             delivered_at=delivered_at,
             released_at=workflow.now(),
         )
+
+    @workflow.query
+    def delivery(self) -> Delivery:
+        return Delivery(result=self._delivered)
 
     @workflow.update
     def route(self, request: RouteRequest) -> RouteAnswer:
