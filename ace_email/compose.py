@@ -1,4 +1,5 @@
-"""Outgoing messages, built as bytes: the automatic acknowledgement and the resent original."""
+"""Outgoing messages, built as bytes: the automatic acknowledgement, the resent original, an
+agent's reply from the built-in interface, and a work item's document."""
 
 from __future__ import annotations
 
@@ -54,16 +55,18 @@ def build_auto_reply(
     but exactly one address: the recipient comes from the sender's headers, and must never
     add a header or a second recipient. Display names and the subject are made single-line.
     """
-    international = not (from_address.isascii() and to_address.isascii())
-    message = EmailMessage(policy=_UTF8_POLICY if international else _POLICY)
-    message["From"] = mailbox(from_address, from_name, "From")
-    message["To"] = mailbox(to_address, to_name, "To")
-    message["Subject"] = auto_reply_subject(subject, reference)
-    message["Date"] = format_datetime(date)
-    message["Message-ID"] = one_line(message_id, 998)
-    if in_reply_to:
-        message["In-Reply-To"] = one_line(in_reply_to, 998)
-        message["References"] = " ".join(one_line(r, 998) for r in [*references[-10:], in_reply_to])
+    message = _reply(
+        from_address=from_address,
+        to_address=to_address,
+        subject=subject,
+        reference=reference,
+        message_id=message_id,
+        date=date,
+        in_reply_to=in_reply_to,
+        references=references,
+        from_name=from_name,
+        to_name=to_name,
+    )
     message["Auto-Submitted"] = "auto-replied"
     message["X-Auto-Response-Suppress"] = "All"
     message["X-Loop"] = LOOP_TOKEN
@@ -152,18 +155,45 @@ def build_reply(
     Not marked automatic: a person wrote it. The same checks on addresses as the automatic
     reply: exactly one address each, no header can be smuggled in.
     """
+    message = _reply(
+        from_address=from_address,
+        to_address=to_address,
+        subject=subject,
+        reference=reference,
+        message_id=message_id,
+        date=date,
+        in_reply_to=in_reply_to,
+        references=references,
+    )
+    message.set_content(body_text(text))
+    return message.as_bytes()
+
+
+def _reply(
+    *,
+    from_address: str,
+    to_address: str,
+    subject: str,
+    reference: str,
+    message_id: str,
+    date: datetime,
+    in_reply_to: str | None,
+    references: list[str],
+    from_name: str = "",
+    to_name: str = "",
+) -> EmailMessage:
+    """The header of a reply: one sender, one recipient, `Re: subject [#REF]`, threaded."""
     international = not (from_address.isascii() and to_address.isascii())
     message = EmailMessage(policy=_UTF8_POLICY if international else _POLICY)
-    message["From"] = mailbox(from_address, "", "From")
-    message["To"] = mailbox(to_address, "", "To")
+    message["From"] = mailbox(from_address, from_name, "From")
+    message["To"] = mailbox(to_address, to_name, "To")
     message["Subject"] = auto_reply_subject(subject, reference)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = one_line(message_id, 998)
     if in_reply_to:
         message["In-Reply-To"] = one_line(in_reply_to, 998)
         message["References"] = " ".join(one_line(r, 998) for r in [*references[-10:], in_reply_to])
-    message.set_content(body_text(text))
-    return message.as_bytes()
+    return message
 
 
 def build_work_item(

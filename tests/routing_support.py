@@ -18,12 +18,9 @@ from temporalio.client import Client
 from ace_email.models import (
     AgentStatus,
     CommandResult,
-    ContactState,
-    ContactStatus,
     Presence,
     QueueStatus,
 )
-from ace_email.operations import Refused, contact_state
 from ace_email.routing_commands import (
     agent_status,
     answer_offer,
@@ -35,7 +32,7 @@ from ace_email.settings import Settings
 from ace_email.workitems import create_work_item, parse_request
 from activities.imap_session import ImapPool
 from tests.conftest import Pipeline
-from tests.support import MailStack, account_settings, eventually
+from tests.support import MailStack, account_settings, eventually, wait_status
 from worker import ACTIVITY_THREADS, build_worker
 
 ALL_CHANNELS = ["email", "workitem", "social"]
@@ -118,20 +115,7 @@ async def ready(pipeline: Pipeline, agent_id: str, presence: Presence = Presence
     await set_presence(pipeline.client, pipeline.settings, agent_id, presence)
 
 
-async def reach(
-    client: Client, contact_id: str, *statuses: ContactStatus, timeout: float = 30.0
-) -> ContactState:
-    """The contact's state once it is in one of `statuses`."""
-
-    async def check() -> ContactState:
-        try:
-            state = await contact_state(client, contact_id)
-        except Refused as exc:  # not started yet
-            raise AssertionError(str(exc)) from None
-        assert state.status in statuses, f"{contact_id} is {state.status.value}"
-        return state
-
-    return await eventually(check, timeout=timeout)
+reach = wait_status
 
 
 async def queued_in(client: Client, queue: str, count: int, timeout: float = 30.0) -> QueueStatus:

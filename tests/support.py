@@ -15,9 +15,12 @@ from typing import TypeVar
 
 import aiosmtplib
 from imap_tools import MailBoxUnencrypted
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from ace_email.localmail import LocalMailServer
+from ace_email.models import ContactState, ContactStatus
+from ace_email.operations import Refused, contact_state
 from ace_email.settings import Settings
 from companymail.stack import CompanyMail
 
@@ -34,6 +37,22 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def wait_status(
+    client: Client, contact_id: str, *statuses: ContactStatus, timeout: float = 30.0
+) -> ContactState:
+    """The contact's state once it is in one of `statuses`."""
+
+    async def check() -> ContactState:
+        try:
+            state = await contact_state(client, contact_id)
+        except Refused as exc:  # not started yet
+            raise AssertionError(str(exc)) from None
+        assert state.status in statuses, f"{contact_id} is {state.status.value}"
+        return state
+
+    return await eventually(check, timeout=timeout)
 
 
 async def eventually(

@@ -28,8 +28,9 @@ from tests.support import (
     account_settings,
     eventually,
     make_message,
+    wait_status,
 )
-from tests.test_pipeline import contact_id_of, wait_status
+from tests.test_pipeline import contact_id_of
 from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
 from workflows.contact import ContactWorkflow
 

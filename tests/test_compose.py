@@ -218,3 +218,38 @@ def test_auto_reply_decision() -> None:
         assert decide_auto_reply(POLICY, ours).to is None
     assert decide_auto_reply(POLICY.model_copy(update={"auto_reply": False}), customer).to is None
     assert decide_auto_reply(POLICY, Analysis()).reason.endswith("no sender address")
+
+
+def test_an_agents_reply_is_threaded_and_not_marked_automatic() -> None:
+    from ace_email.compose import build_reply
+
+    raw = build_reply(
+        from_address="support@example.com",
+        to_address="carla@example.org",
+        subject="Re: Broken kettle [#3F9A0C1B]",
+        reference="3F9A0C1B",
+        message_id="<ace.abc.reply.1234.support@example.com>",
+        date=NOW,
+        in_reply_to="<original@example.org>",
+        references=["<first@example.org>"],
+        text="Dear Carla,\r\nwe send a new one.",
+    )
+    message = email.message_from_bytes(raw, policy=default_policy)
+    assert isinstance(message, EmailMessage)
+    assert message["Subject"] == "Re: Broken kettle [#3F9A0C1B]"
+    assert message["In-Reply-To"] == "<original@example.org>"
+    assert message["References"] == "<first@example.org> <original@example.org>"
+    assert message["Auto-Submitted"] is None and message["X-Loop"] is None
+    assert message.get_content().replace("\r\n", "\n") == "Dear Carla,\nwe send a new one.\n"
+    with pytest.raises(ValueError, match="control characters"):
+        build_reply(
+            from_address="support@example.com",
+            to_address="carla@example.org\r\nBcc: everyone@example.org",
+            subject="x",
+            reference="R",
+            message_id="<m@x>",
+            date=NOW,
+            in_reply_to=None,
+            references=[],
+            text="hi",
+        )

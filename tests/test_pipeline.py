@@ -19,7 +19,14 @@ from ace_email.models import ContactState, ContactStatus, MailboxCursor, Mailbox
 from starter import assign, contact_state, list_contacts, sync
 from tests.conftest import Pipeline
 from tests.recording import record_history
-from tests.support import AGENT_EMAIL, CUSTOMER, PASSWORD, eventually, make_message
+from tests.support import (
+    AGENT_EMAIL,
+    CUSTOMER,
+    PASSWORD,
+    eventually,
+    make_message,
+    wait_status,
+)
 from workflows.contact import ContactWorkflow
 from workflows.mailbox import MailboxWorkflow
 
@@ -28,20 +35,6 @@ pytestmark = pytest.mark.e2e
 
 def contact_id_of(pipeline: Pipeline, raw: bytes) -> str:
     return ids.contact_workflow_id(pipeline.account, mime.message_key(raw))
-
-
-async def wait_status(
-    client: Client, contact_id: str, *statuses: ContactStatus, timeout: float = 30
-) -> ContactState:
-    async def check() -> ContactState | None:
-        try:
-            state = await contact_state(client, contact_id)
-        except Exception as exc:  # not started yet
-            raise AssertionError(str(exc)) from exc
-        assert state.status in statuses, f"{contact_id} is {state.status}"
-        return state
-
-    return await eventually(check, timeout=timeout)
 
 
 async def account_contacts(pipeline: Pipeline) -> list[dict[str, object]]:

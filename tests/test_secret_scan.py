@@ -30,7 +30,7 @@ from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.models import ContactState, ContactStatus
 from ace_email.settings import Settings, load_settings
 from ace_email.temporal import connect, encryption_codec
-from starter import assign, contact_state, sync
+from starter import assign, sync
 from tests.support import (
     AGENT_EMAIL,
     CUSTOMER,
@@ -40,6 +40,7 @@ from tests.support import (
     free_port,
     make_message,
 )
+from tests.support import wait_status as wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -237,15 +238,7 @@ def contact_id(settings: Settings, raw: bytes) -> str:
 
 
 async def wait_status(client: Client, contact: str, *statuses: ContactStatus) -> ContactState:
-    async def check() -> ContactState | None:
-        try:
-            state = await contact_state(client, contact)
-        except Exception as exc:
-            raise AssertionError(str(exc)) from exc
-        assert state.status in statuses, f"{contact} is {state.status}"
-        return state
-
-    return await eventually(check, timeout=90)
+    return await wait_for_status(client, contact, *statuses, timeout=90)
 
 
 async def scan_histories(
