@@ -535,6 +535,12 @@ class Waiting(Model):
     excluded: list[str] = Field(default=[], description="agents it is not offered to again")
 
 
+class WaitingBatch(Model):
+    """Contacts that enter one queue together (one signal for many)."""
+
+    entries: list[Waiting]
+
+
 class Withdrawal(Model):
     """A contact leaves the waiting place it entered in `round`."""
 

@@ -14,6 +14,7 @@ activities.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -53,12 +54,16 @@ from ace_email.models import (
     RouteOrder,
     RouteRequest,
     Waiting,
+    WaitingBatch,
     policy_digest,
 )
 from ace_email.settings import AgentSettings, ConfigError, Settings
+from activities.batching import Coalescer
 
 RPC_TIMEOUT = timedelta(seconds=10)
 CONCURRENT_CALLS = 16
+# A queue too busy to take a signal now ("Workflow is busy") is asked again, for this long.
+BUSY_PATIENCE = 15.0
 T = TypeVar("T")
 
 
@@ -93,6 +98,7 @@ class RoutingActivities:
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
         self._settings = settings
+        self._enqueuers: dict[str, Coalescer[Waiting]] = {}
 
     @property
     def _task_queue(self) -> str:
@@ -100,20 +106,31 @@ class RoutingActivities:
 
     @activity.defn
     async def enqueue(self, request: EnqueueRequest) -> None:
-        """Into the queue's waiting list; the queue's workflow starts if it is not running."""
-        queue = request.queue
+        """Into the queue's waiting list; the queue's workflow starts if it is not running.
+        Contacts enqueuing at once from this worker go in one signal."""
+        coalescer = self._enqueuers.get(request.queue)
+        if coalescer is None:
+            coalescer = self._enqueuers[request.queue] = Coalescer(
+                lambda entries: self._enqueue_many(request.queue, entries)
+            )
+        await coalescer.add(request.entry)
+
+    async def _enqueue_many(self, queue: str, entries: list[Waiting]) -> None:
         policy = self._settings.queue_policy(queue)
-        await self._client.start_workflow(
-            "QueueWorkflow",
-            QueueInput(policy=policy),
-            id=ids.queue_workflow_id(queue),
-            task_queue=self._task_queue,
-            start_signal="enqueue",
-            start_signal_args=[request.entry],
-            static_summary=f"Queue {queue}",
-            memo={"policy": policy_digest(policy)},
-            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.QUEUE, queue)]),
-            rpc_timeout=RPC_TIMEOUT,
+        await _busy_retried(
+            lambda: self._client.start_workflow(
+                "QueueWorkflow",
+                QueueInput(policy=policy),
+                id=ids.queue_workflow_id(queue),
+                task_queue=self._task_queue,
+                start_signal="enqueue_many",
+                start_signal_args=[WaitingBatch(entries=entries)],
+                static_summary=f"Queue {queue}",
+                memo={"policy": policy_digest(policy)},
+                search_attributes=TypedSearchAttributes([SearchAttributePair(sa.QUEUE, queue)]),
+                rpc_timeout=RPC_TIMEOUT,
+            ),
+            patience=BUSY_PATIENCE,
         )
 
     @activity.defn
@@ -323,8 +340,9 @@ def agent_start_operation(
 
 
 async def _busy_retried(call: Callable[[], Awaitable[T]], patience: float = 8.0) -> T:
-    """An update that Temporal turns away because the workflow has too many in flight, or
-    whose answer was cut short, is asked again for a while with jittered pauses."""
+    """A call Temporal turns away because the workflow is busy (too many updates in flight,
+    too many signals at once), or whose answer was cut short, is made again for a while with
+    jittered pauses."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience
     pause = 0.1
@@ -339,5 +357,5 @@ async def _busy_retried(call: Callable[[], Awaitable[T]], patience: float = 8.0)
                 raise
             if loop.time() > deadline:
                 raise
-        await asyncio.sleep(pause)
+        await asyncio.sleep(random.uniform(pause / 2, pause))
         pause = min(pause * 2, 2.0)

@@ -117,8 +117,10 @@ async def test_a_work_item_never_goes_out_by_smtp_whoever_takes_it_and_however(
         assert (await contact_state(client, assigned)).status is ContactStatus.ASSIGNED
         assert (await agent(pipeline, alice)).load == 4
 
+        waiting = await work_item(pipeline, "Still waiting")
+        await reach(client, waiting, ContactStatus.QUEUED)
         with pytest.raises(Refused, match="only a contact that has left its queue"):
-            await contact_command(client, (await work_item(pipeline, "x")), "requeue")
+            await contact_command(client, waiting, "requeue")
         for user in (AGENT_EMAIL, SECOND_AGENT_EMAIL, "customer@example.org"):
             assert await mail.messages(user) == [], f"nothing in {user}'s mailbox"
         assert len(await mail.messages(mail.support, "WorkItems")) == 5

@@ -385,6 +385,11 @@ class ContactWorkflow:
             raise ValueError(f"contact {self._state.id} has no address to reply to")
 
     def _require(self, phases: tuple[_Phase, ...], what: str) -> None:
+        if self._state.status is ContactStatus.RECEIVED:
+            raise ValueError(
+                f"contact {self._state.id} is still being claimed and analysed; try again in "
+                "a moment"
+            )
         if not self._routing_era or self._phase is None:
             raise ValueError(
                 f"contact {self._state.id} is {self._state.status.value} and was begun before "
@@ -438,6 +443,8 @@ class ContactWorkflow:
         )
         workflow.upsert_search_attributes([sa.CHANNEL.value_set(self._channel.value)])
         await self._enter_queue(routing.queue if routing else self._state.queue, entered_at=now)
+        if self._closed:  # the `close` signal came while it was being claimed
+            self._commands.append(_Command("close", None, OPEN))
         while not self._closed_now():
             with suppress(TimeoutError):
                 await workflow.wait_condition(self._has_work, timeout=self._time_left())
@@ -465,12 +472,13 @@ class ContactWorkflow:
         return max(self._deadline - workflow.now(), timedelta(0))
 
     async def _carry_out(self, command: _Command) -> None:
-        if self._phase not in command.phases:
+        request = command.request
+        superseded = isinstance(request, RouteRequest) and request.round != self._round
+        if self._phase not in command.phases or superseded:
             command.refusal = f"contact {self._state.id} is {self._describe_phase()} now"
-            if command.kind == "route" and isinstance(command.request, RouteRequest):
-                await self._release(command.request.agent_id)  # superseded: its place back
+            if isinstance(request, RouteRequest):
+                await self._release(request.agent_id)  # overtaken by a command: place back
         else:
-            request = command.request
             if command.kind == "route" and isinstance(request, RouteRequest):
                 await self._take_route(request)
             elif command.kind == "assign" and isinstance(request, AssignRequest):

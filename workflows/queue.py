@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         QueueStatus,
         RouteOrder,
         Waiting,
+        WaitingBatch,
         Withdrawal,
         pack_waiting,
         policy_digest,
@@ -102,6 +103,12 @@ class QueueWorkflow:
             return
         self._waiting[entry.contact_id] = entry
         self._changed = True
+
+    @workflow.signal
+    def enqueue_many(self, batch: WaitingBatch) -> None:
+        """Contacts that came in together, from one worker."""
+        for entry in batch.entries:
+            self.enqueue(entry)
 
     @workflow.signal
     def withdraw(self, withdrawal: Withdrawal) -> None:
