@@ -169,6 +169,7 @@ async def list_contacts(
                 "queue": attributes.get(sa.QUEUE),
                 "agent": attributes.get(sa.AGENT),
                 "started": execution.start_time.isoformat() if execution.start_time else None,
+                "channel": attributes.get(sa.CHANNEL) or "email",
             }
         )
     return rows

@@ -80,7 +80,7 @@ def serves(view: AgentView, entry: Waiting, queue: str) -> bool:
         view.ready
         and queue in view.queues
         and has_place(view.free, view.free_by_channel, entry.channel)
-        and set(entry.skills) <= set(view.skills)
+        and (not entry.skills or set(entry.skills) <= set(view.skills))
     )
 
 
@@ -121,11 +121,10 @@ def match(
         if kind in nobody_serves:
             continue
         able = [v for v in available.values() if serves(v, entry, policy.name)]
-        if not able:
-            nobody_serves.add(kind)
-            continue
         candidates = [v for v in able if v.agent_id not in entry.excluded]
         if not candidates:
+            if not able:
+                nobody_serves.add(kind)
             continue
         chosen = min(candidates, key=_idle_order)
         after = _took(chosen, entry.channel, now)

@@ -35,9 +35,10 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
 from temporalio.client import Client, WorkflowHandle
@@ -72,6 +73,7 @@ from benchmarks.stand_in_contact import (
 )
 from tests.support import free_port
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 ROUTING_QUEUE = "ace-email-bench"
 CONTACT_QUEUE = "bench-contacts"
@@ -247,6 +249,19 @@ async def signal_entries(
         await handle.signal("enqueue_many", batch)
 
 
+async def patiently(call: Callable[[], Awaitable[T]]) -> T:
+    """Ask again what a starved dev server did not answer in time."""
+    while True:
+        try:
+            return await call()
+        except RPCError:
+            await asyncio.sleep(1.0)
+
+
+async def presence(client: Client, settings: Settings, agent_id: str, state: Presence) -> None:
+    await patiently(lambda: set_presence(client, settings, agent_id, state))
+
+
 async def queue_runs(client: Client, queue: str) -> int:
     query = f'WorkflowId="{ids.queue_workflow_id(queue)}"'
     return len([e async for e in client.list_workflows(query)])
@@ -394,11 +409,14 @@ class Bench:
 
         async def ready(agent: AgentSettings) -> None:
             ready_at[agent.id] = datetime.now(UTC)
-            await set_presence(self.client, self.settings, agent.id, Presence.READY)
+            await presence(self.client, self.settings, agent.id, Presence.READY)
 
         await asyncio.gather(*(ready(a) for a in self.busy))
         measure = self.args.measure
-        while len(done := await finished(self.client, f"standin-r{self.tag}")) < measure:
+        while (
+            len(done := await patiently(lambda: finished(self.client, f"standin-r{self.tag}")))
+            < measure
+        ):
             await asyncio.sleep(1.0)
         outcomes = await results(self.client, done[:measure])
         await self.sign_out(self.busy)
@@ -412,7 +430,7 @@ class Bench:
         self.say(
             describe("throughput: agent free -> delivered", free_to_delivered(outcomes, ready_at))
         )
-        rows = await agent_rows(self.client, self.settings)
+        rows = await patiently(lambda: agent_rows(self.client, self.settings))
         over = [r for r in rows if r["max_load"] > r["capacity"]]
         left = (await queue_status(self.client, BUSY)).waiting
         runs = await queue_runs(self.client, BUSY)
@@ -423,11 +441,13 @@ class Bench:
 
     async def sign_out(self, agents: list[AgentSettings]) -> None:
         await asyncio.gather(
-            *(set_presence(self.client, self.settings, a.id, Presence.OFFLINE) for a in agents)
+            *(presence(self.client, self.settings, a.id, Presence.OFFLINE) for a in agents)
         )
         names = {a.id for a in agents}
         while any(
-            r["load"] for r in await agent_rows(self.client, self.settings) if r["id"] in names
+            r["load"]
+            for r in await patiently(lambda: agent_rows(self.client, self.settings))
+            if r["id"] in names
         ):
             await asyncio.sleep(1.0)
 
@@ -445,7 +465,7 @@ class Bench:
         ready_at: dict[str, datetime] = {}
         for agent in self.calm:
             ready_at[agent.id] = datetime.now(UTC)
-            await set_presence(self.client, self.settings, agent.id, Presence.READY)
+            await presence(self.client, self.settings, agent.id, Presence.READY)
             await asyncio.sleep(self.args.spacing)
         await asyncio.sleep(5.0)
         outcomes = await delivered(self.client, contact_ids)
