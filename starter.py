@@ -59,6 +59,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
@@ -75,7 +76,14 @@ from ace_email.models import (
     Presence,
     policy_digest,
 )
-from ace_email.operations import RPC_TIMEOUT, Refused, contact_state, known_agent, why_not_open
+from ace_email.operations import (
+    RPC_TIMEOUT,
+    Refused,
+    contact_state,
+    known_agent,
+    no_answer,
+    why_not_open,
+)
 from ace_email.preview import AnalysisPreview, preview
 from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect, ensure_search_attributes
@@ -192,6 +200,8 @@ async def assign(client: Client, settings: Settings, contact_id: str, agent_id: 
             ContactWorkflow.assign,
             AssignRequest(agent_id=agent.id, agent_name=agent.name, agent_email=agent.email),
         )
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise Refused(no_answer(f"contact {contact_id}")) from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)

@@ -10,6 +10,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -62,6 +63,8 @@ async def contact_update(
     args = [] if arg is None else [arg]
     try:
         return await handle.execute_update(update, args=args, result_type=result_type)
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise Refused(no_answer(f"contact {contact_id}")) from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
@@ -70,6 +73,13 @@ async def contact_update(
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             raise Refused(await why_not_open(handle, contact_id)) from None
         raise
+
+
+def no_answer(what: str) -> str:
+    return (
+        f"{what} did not answer within {RPC_TIMEOUT.total_seconds():g} s (is a worker running?); "
+        "the request may still be carried out: look again with `status`"
+    )
 
 
 async def why_not_open(handle: WorkflowHandle[Any, Any], contact_id: str) -> str:

@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from ace_email import ids
@@ -27,6 +32,7 @@ from ace_email.operations import (
     contact_update,
     known_agent,
     known_queue,
+    no_answer,
 )
 from ace_email.settings import AgentSettings, Settings
 from activities.routing import agent_start_operation
@@ -37,13 +43,16 @@ async def set_presence(
 ) -> AgentStatus:
     """Ready, not ready or offline; the agent's workflow starts with its first presence."""
     agent = known_agent(settings, agent_id)
-    status: AgentStatus = await client.execute_update_with_start_workflow(
-        "set_presence",
-        PresenceRequest(presence=presence),
-        start_workflow_operation=agent_start_operation(settings, agent),
-        result_type=AgentStatus,
-        rpc_timeout=RPC_TIMEOUT,
-    )
+    try:
+        status: AgentStatus = await client.execute_update_with_start_workflow(
+            "set_presence",
+            PresenceRequest(presence=presence),
+            start_workflow_operation=agent_start_operation(settings, agent),
+            result_type=AgentStatus,
+            rpc_timeout=RPC_TIMEOUT,
+        )
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise Refused(no_answer(f"agent {agent.id}")) from None
     return status
 
 

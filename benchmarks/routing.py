@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -254,7 +254,7 @@ async def patiently(call: Callable[[], Awaitable[T]]) -> T:
     while True:
         try:
             return await call()
-        except RPCError:
+        except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
             await asyncio.sleep(1.0)
 
 
