@@ -61,6 +61,7 @@ from ace_email.models import (
     WaitingBatch,
     pack_waiting,
 )
+from ace_email.operations import Refused
 from ace_email.routing_commands import agents as agent_rows
 from ace_email.routing_commands import queue_status, set_presence
 from ace_email.settings import AgentSettings, Settings
@@ -254,7 +255,7 @@ async def patiently(call: Callable[[], Awaitable[T]]) -> T:
     while True:
         try:
             return await call()
-        except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError, Refused):
             await asyncio.sleep(1.0)
 
 
@@ -407,9 +408,12 @@ class Bench:
     async def throughput(self) -> None:
         ready_at: dict[str, datetime] = {}
 
+        turns = asyncio.Semaphore(20)
+
         async def ready(agent: AgentSettings) -> None:
-            ready_at[agent.id] = datetime.now(UTC)
-            await presence(self.client, self.settings, agent.id, Presence.READY)
+            async with turns:
+                ready_at[agent.id] = datetime.now(UTC)
+                await presence(self.client, self.settings, agent.id, Presence.READY)
 
         await asyncio.gather(*(ready(a) for a in self.busy))
         measure = self.args.measure
