@@ -66,7 +66,7 @@ async def eventually(
             value = await check()
             if value:
                 return value
-        except (AssertionError, RPCError) as exc:  # not yet, or the worker is restarting
+        except (AssertionError, RPCError, Refused) as exc:  # not yet, or a worker restarting
             last_error = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {last_error or value!r}")

@@ -24,12 +24,14 @@ from google.protobuf.message import Message as ProtoMessage
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
-from ace_email import ids, mime
+from ace_email import desk, ids, mime
 from ace_email.codec import EncryptionCodec
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.models import ContactState, ContactStatus
 from ace_email.settings import Settings, load_settings
 from ace_email.temporal import connect, encryption_codec
+from ace_email.workitems import create_work_item, parse_request
+from activities.imap_session import ImapPool
 from starter import assign, sync
 from tests.support import (
     AGENT_EMAIL,
@@ -219,6 +221,10 @@ security = "none"
 password_file = "{smtp_password}"
 timeout_seconds = 5
 
+[[queues]]
+name = "support"
+channels = ["email", "workitem"]
+
 [[agents]]
 id = "alice"
 name = "Alice Andersson"
@@ -272,6 +278,7 @@ async def test_no_secret_or_body_in_any_history_or_log(
     for name in ("KEY_ID", "KEY_ENV", "KEY_FILE"):
         monkeypatch.delenv(f"ACE_EMAIL_TEMPORAL__ENCRYPTION__{name}", raising=False)
     stack, imap_password = support_mail
+    monkeypatch.setenv("ACE_SCAN_IMAP_PASSWORD", imap_password)  # the work item, the reply
     secrets = Secrets(
         imap_password=imap_password,
         smtp_password=canary("smtp"),
@@ -279,7 +286,10 @@ async def test_no_secret_or_body_in_any_history_or_log(
         old_key=os.urandom(32).hex(),
         codec_token=canary("token"),
     )
-    bodies = {name: canary(name) for name in ("body1", "body2", "followup", "absence", "file")}
+    bodies = {
+        name: canary(name)
+        for name in ("body1", "body2", "followup", "absence", "file", "workitem", "reply")
+    }
     config = write_scan_config(tmp_path, stack, temporal_address, secrets)
     settings = load_settings(config)
     client = await connect(settings.temporal)
@@ -340,6 +350,23 @@ async def test_no_secret_or_body_in_any_history_or_log(
             return count
 
         await eventually(delivered_to_alice, timeout=60)
+
+        pool = ImapPool(settings)
+        try:
+            form = {
+                "queue": "support",
+                "subject": "Contact form",
+                "body": f"My lid broke. {bodies['workitem']}",
+                "reply_to": CUSTOMER,
+                "external_id": "scan-form-1",
+            }
+            item = await create_work_item(client, settings, pool, parse_request(form))
+        finally:
+            pool.close_all()
+        await wait_status(client, item.contact_id, ContactStatus.QUEUED)
+        answer = f"We send a new toaster. {bodies['reply']}"
+        await desk.reply(client, settings, second_id, answer, close=True)
+        await wait_status(client, second_id, ContactStatus.CLOSED)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:

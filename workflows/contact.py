@@ -72,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messaging import signal_if_running
 
 FOLLOW_UPS_SHOWN = 50
+ONE_SECOND = timedelta(seconds=1)
 # Contacts begun before rules, follow-ups and the reply ledger existed replay without them.
 RULES_PATCH = "analysis-rules-follow-ups-ledger"
 # Contacts begun before queues and agents routed them wait for `assign` and end when delivered.
@@ -437,7 +438,8 @@ class ContactWorkflow:
         self._routing_era = True
         now = workflow.now()
         received = self._state.received_at or now
-        arrived = min(self._arrived_at, received) if self._arrived_at else received
+        # INTERNALDATE counts whole seconds: within its second, our own clock orders better.
+        arrived = min(self._arrived_at + ONE_SECOND, received) if self._arrived_at else received
         self._state = self._state.model_copy(
             update={"waiting_since": arrived, "channel": self._channel}
         )
