@@ -11,20 +11,16 @@ logged, never payloads.
 
 from __future__ import annotations
 
-import argparse
-import hmac
-import json
 import logging
 import sys
-import threading
 from collections.abc import Sequence
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
 from ace_email.codec import EncryptionCodec, PayloadDecryptionError
+from ace_email.http_service import JsonHandler, JsonService, configure_logging, service_arguments
 from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import encryption_codec
 
@@ -34,8 +30,8 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace"
 
 
-class CodecServer(ThreadingHTTPServer):
-    daemon_threads = True
+class CodecServer(JsonService):
+    thread_name = "codec-server"
 
     def __init__(
         self,
@@ -49,32 +45,21 @@ class CodecServer(ThreadingHTTPServer):
         self.token = token
         super().__init__(address, CodecRequestHandler)
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
 
-    def start_in_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="codec-server", daemon=True)
-        thread.start()
-        return thread
-
-
-class CodecRequestHandler(BaseHTTPRequestHandler):
+class CodecRequestHandler(JsonHandler):
     server: CodecServer
-    protocol_version = "HTTP/1.1"
 
     def do_OPTIONS(self) -> None:
         self._answer(HTTPStatus.NO_CONTENT)
 
     def do_POST(self) -> None:
-        operation = self.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        operation = self.path_only().rsplit("/", 1)[-1]
         if operation not in ("encode", "decode"):
-            self._discard_body()
+            self.discard_body()
             self._answer(HTTPStatus.NOT_FOUND, {"error": "POST /encode or /decode"})
             return
-        if not self._authorized():
-            self._discard_body()
+        if not self.bearer_ok(self.server.token):
+            self.discard_body()
             self._answer(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
             return
         length = int(self.headers.get("Content-Length") or 0)
@@ -99,42 +84,20 @@ class CodecRequestHandler(BaseHTTPRequestHandler):
             return
         self._answer(HTTPStatus.OK, json_format.MessageToDict(Payloads(payloads=result)))
 
-    def _authorized(self) -> bool:
-        token = self.server.token
-        if token is None:
-            return True
-        given = self.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-
-    def _discard_body(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= MAX_BODY_BYTES:
-            self.rfile.read(length)
-        elif length:
-            self.close_connection = True
-
     def _answer(self, status: HTTPStatus, document: object | None = None) -> None:
-        body = json.dumps(document).encode() if document is not None else b""
-        self.send_response(status)
+        """A JSON answer, with CORS headers for the Web UI's origins."""
         origin = (self.headers.get("Origin") or "").rstrip("/")
+        headers: list[tuple[str, str]] = []
         if origin and origin in self.server.cors_origins:
-            self.send_header("Access-Control-Allow-Origin", origin)
-            self.send_header("Access-Control-Allow-Credentials", "true")
-            self.send_header("Access-Control-Allow-Methods", "POST, OPTIONS")
-            self.send_header("Access-Control-Allow-Headers", ALLOWED_HEADERS)
-            self.send_header("Access-Control-Max-Age", "600")
-            self.send_header("Vary", "Origin")
-        if body:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.info("%s %s -> %s", self.command, self.path.split("?", 1)[0], code)
+            headers = [
+                ("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Allow-Credentials", "true"),
+                ("Access-Control-Allow-Methods", "POST, OPTIONS"),
+                ("Access-Control-Allow-Headers", ALLOWED_HEADERS),
+                ("Access-Control-Max-Age", "600"),
+                ("Vary", "Origin"),
+            ]
+        self.send_json(status, document, headers)
 
 
 def codec_server(
@@ -157,17 +120,9 @@ def codec_server(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--config", help="TOML configuration (default: $ACE_EMAIL_CONFIG or ./ace-email.toml)"
-    )
-    parser.add_argument("--host", help="address to listen on (default: temporal.codec_server)")
-    parser.add_argument("--port", type=int, help="port (default: temporal.codec_server.port)")
-    parser.add_argument("--log-level", default="INFO")
+    parser = service_arguments(__doc__.splitlines()[0], "temporal.codec_server")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     try:
         server = codec_server(load_settings(args.config), args.host, args.port)
     except ConfigError as exc:

@@ -20,21 +20,18 @@ without one. Only paths, statuses and contact ids are logged, never a body.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hmac
 import json
 import logging
 import sys
-import threading
 from collections import defaultdict
 from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from ace_email.http_service import JsonHandler, JsonService, configure_logging, service_arguments
 from ace_email.operations import Refused
 from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect
@@ -52,10 +49,10 @@ log = logging.getLogger("ace_email.intake_server")
 ANSWER_WITHIN_SECONDS = 60.0
 
 
-class IntakeServer(ThreadingHTTPServer):
+class IntakeServer(JsonService):
     """Requests are read on threads; the work runs on the event loop of the Temporal client."""
 
-    daemon_threads = True
+    thread_name = "intake-server"
 
     def __init__(
         self,
@@ -72,16 +69,6 @@ class IntakeServer(ThreadingHTTPServer):
         self.loop = loop
         self._turns: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         super().__init__(address, IntakeRequestHandler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start_in_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="intake-server", daemon=True)
-        thread.start()
-        return thread
 
     def stop(self) -> None:
         """Stop listening; call it off the loop (it waits for the serving thread)."""
@@ -101,29 +88,28 @@ class IntakeServer(ThreadingHTTPServer):
         return future.result(timeout=ANSWER_WITHIN_SECONDS)
 
 
-class IntakeRequestHandler(BaseHTTPRequestHandler):
+class IntakeRequestHandler(JsonHandler):
     server: IntakeServer
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        if self._path() == "/health":
-            self._answer(HTTPStatus.OK, {"status": "ok"})
+        if self.path_only() == "/health":
+            self.send_json(HTTPStatus.OK, {"status": "ok"})
         else:
-            self._answer(HTTPStatus.NOT_FOUND, {"error": "GET /health or POST /workitems"})
+            self.send_json(HTTPStatus.NOT_FOUND, {"error": "GET /health or POST /workitems"})
 
     def do_POST(self) -> None:
-        if self._path() != "/workitems":
-            self._discard_body()
-            self._answer(HTTPStatus.NOT_FOUND, {"error": "POST /workitems"})
+        if self.path_only() != "/workitems":
+            self.discard_body()
+            self.send_json(HTTPStatus.NOT_FOUND, {"error": "POST /workitems"})
             return
-        if not self._authorized():
-            self._discard_body()
-            self._answer(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
+        if not self.bearer_ok(self.server.token):
+            self.discard_body()
+            self.send_json(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
             return
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            self._discard_body()
-            self._answer(
+            self.discard_body()
+            self.send_json(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send Content-Type: application/json"}
             )
             return
@@ -131,7 +117,7 @@ class IntakeRequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length > limit:
             self.close_connection = True
-            self._answer(
+            self.send_json(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 {"error": f"{length} bytes; at most {limit} (intake.max_body_kb and the fields)"},
             )
@@ -139,10 +125,10 @@ class IntakeRequestHandler(BaseHTTPRequestHandler):
         try:
             data = json.loads(self.rfile.read(length) or b"null")
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self._answer(HTTPStatus.BAD_REQUEST, {"error": f"not JSON: {exc}", "problems": []})
+            self.send_json(HTTPStatus.BAD_REQUEST, {"error": f"not JSON: {exc}", "problems": []})
             return
         if not isinstance(data, dict):
-            self._answer(HTTPStatus.BAD_REQUEST, {"error": "send a JSON object", "problems": []})
+            self.send_json(HTTPStatus.BAD_REQUEST, {"error": "send a JSON object", "problems": []})
             return
         self._create(data)
 
@@ -151,44 +137,16 @@ class IntakeRequestHandler(BaseHTTPRequestHandler):
             created = self.server.create(parse_request(data))
         except WorkItemInvalid as exc:
             problems = [{"field": f, "message": m} for f, m in exc.problems]
-            self._answer(HTTPStatus.BAD_REQUEST, {"error": str(exc), "problems": problems})
+            self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(exc), "problems": problems})
             return
         except (Refused, TemporalUnavailable, RPCError, FutureTimeout, OSError) as exc:
             log.warning("work item not created: %s", type(exc).__name__)
             message = str(exc) or "no answer in time"
-            self._answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"try again: {message}"})
+            self.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"try again: {message}"})
             return
         log.info("%s %s", "created" if created.created else "already there", created.contact_id)
         status = HTTPStatus.CREATED if created.created else HTTPStatus.OK
-        self._answer(status, created.model_dump(mode="json"))
-
-    def _path(self) -> str:
-        return self.path.split("?", 1)[0].rstrip("/") or "/"
-
-    def _authorized(self) -> bool:
-        given = self.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {self.server.token}".encode())
-
-    def _discard_body(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= 1024 * 1024:
-            self.rfile.read(length)
-        elif length:
-            self.close_connection = True
-
-    def _answer(self, status: HTTPStatus, document: object) -> None:
-        body = json.dumps(document, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.info("%s %s -> %s", self.command, self._path(), code)
+        self.send_json(status, created.model_dump(mode="json"))
 
 
 def intake_server(
@@ -213,17 +171,8 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--config", help="TOML configuration (default: $ACE_EMAIL_CONFIG or ./ace-email.toml)"
-    )
-    parser.add_argument("--host", help="address to listen on (default: intake.host)")
-    parser.add_argument("--port", type=int, help="port (default: intake.port)")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    args = service_arguments(__doc__.splitlines()[0], "intake").parse_args(argv)
+    configure_logging(args.log_level)
     try:
         settings = load_settings(args.config)
         settings.intake.token()
