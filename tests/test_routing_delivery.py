@@ -184,3 +184,59 @@ async def test_transfer_and_requeue_move_a_contact_and_a_delivered_email_goes_ou
             mail.raw_folder(mail.support, "Archive")[0][1], policy=default_policy
         )
         assert original["Subject"] == "About my invoice"
+
+
+async def test_follow_ups_in_one_agents_mailbox_move_on_with_the_contact(
+    client: Client, mail: MailStack, temporal_address: str
+) -> None:
+    tag = new_tag()
+    support, billing = f"support-{tag}", f"billing-{tag}"
+    alice, carol, bob = f"alice-{tag}", f"carol-{tag}", f"bob-{tag}"
+    settings = routed_settings(
+        mail,
+        temporal_address,
+        tag,
+        queues=[{"name": support}, {"name": billing}],
+        agents=[
+            {"id": alice, "email": AGENT_EMAIL, "queues": [support]},
+            {"id": carol, "email": SECOND_AGENT_EMAIL, "queues": [billing]},
+            {"id": bob, "queues": [billing]},
+        ],
+    )
+    async with routing_worker(client, mail, settings) as pipeline:
+        await sync(client, settings)
+        contact = await send_email(pipeline, "About my invoice")
+        await ready(pipeline, alice)
+        first = await reach(client, contact, ContactStatus.DELIVERED)
+        follow_up = await send_email(pipeline, f"Re: About my invoice [#{first.reference}]")
+        await reach(client, follow_up, ContactStatus.JOINED)
+
+        async def in_mailbox(user: str, count: int) -> list[str]:
+            messages = await mail.messages(user)
+            assert len(messages) == count, [m["Subject"] for m in messages]
+            assert {m["X-Ace-Contact"] for m in messages} == {contact}
+            return [str(m["Subject"]) for m in messages]
+
+        await eventually(lambda: in_mailbox(AGENT_EMAIL, 2))
+
+        await transfer(client, pipeline.settings, contact, queue=billing)
+        moved = await reach(client, contact, ContactStatus.QUEUED)
+        assert [n.delivered for n in moved.follow_ups] == [False]
+        await ready(pipeline, carol)
+        await reach(client, contact, ContactStatus.DELIVERED)
+        to_carol = await eventually(lambda: in_mailbox(SECOND_AGENT_EMAIL, 2))
+        assert to_carol[0] == "About my invoice", "the thread arrives in the order it came"
+        assert (await contact_state(client, contact)).follow_ups[0].delivered
+
+        await transfer(client, pipeline.settings, contact, agent_id=bob)
+        await ready(pipeline, bob)
+        await reach(client, contact, ContactStatus.OFFERED)
+        assert len(await mail.messages(mail.support, "Processing")) == 2
+        await accept(pipeline, contact, bob)
+        await close(pipeline, contact)
+        await reach(client, contact, ContactStatus.CLOSED)
+        assert await mail.messages(mail.support, "Processing") == []
+        assert len(await mail.messages(mail.support, "Archive")) == 2
+        assert len(await mail.messages(AGENT_EMAIL)) == 2
+        assert len(await mail.messages(SECOND_AGENT_EMAIL)) == 2
+    await record_history(client, contact, "contact_follow_ups_moved_on")

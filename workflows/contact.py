@@ -77,6 +77,8 @@ ONE_SECOND = timedelta(seconds=1)
 RULES_PATCH = "analysis-rules-follow-ups-ledger"
 # Contacts begun before queues and agents routed them wait for `assign` and end when delivered.
 ROUTING_PATCH = "routing"
+# Contacts begun before follow-ups moved on with them leave delivered follow-ups archived.
+FOLLOW_UPS_MOVE_PATCH = "follow-ups-move-on"
 
 _STATE_WORDS = {
     ContactStatus.RECEIVED: "Received; being claimed and analysed.",
@@ -163,6 +165,7 @@ class ContactWorkflow:
         self._assignment: AssignRequest | None = None
         self._duplicates: list[MessageRef] = []
         self._follow_ups: list[FollowUp] = []
+        self._delivered_follow_ups: list[FollowUp] = []
         self._closed = False
         self._rules_era = False
         self._routing_era = False
@@ -592,6 +595,7 @@ class ContactWorkflow:
             await self._release(self._agent.id)
             if not closing and self._state.status is ContactStatus.DELIVERED:
                 await self._move_own_message(self._policy.processing_folder, "reopen")
+                await self._reopen_follow_ups()
         if closing:
             return
         self._agent = None
@@ -791,6 +795,33 @@ class ContactWorkflow:
         if moved is not None:
             self._ref = moved
             self._state = self._state.model_copy(update={"message": moved})
+
+    async def _reopen_follow_ups(self) -> None:
+        """Follow-ups already in the agent's mailbox go back to processing with the email,
+        ahead of any still waiting, so that whoever takes the contact next has the thread."""
+        if not self._delivered_follow_ups or not workflow.patched(FOLLOW_UPS_MOVE_PATCH):
+            return
+        reopened: list[FollowUp] = []
+        for follow_up in self._delivered_follow_ups:
+            moved = await workflow.execute_activity_method(
+                MailboxActivities.move_message,
+                MoveRequest(ref=follow_up.ref, folder=self._policy.processing_folder),
+                start_to_close_timeout=policies.imap_timeout(self._policy),
+                retry_policy=policies.IMAP_RETRY,
+                summary="reopen a follow-up",
+            )
+            if moved is not None:
+                reopened.append(follow_up.model_copy(update={"ref": moved}))
+        self._delivered_follow_ups = []
+        self._follow_ups[:0] = reopened
+        self._mark_follow_ups({f.contact_id for f in reopened}, delivered=False)
+
+    def _mark_follow_ups(self, contact_ids: set[str], *, delivered: bool) -> None:
+        notes = [
+            n.model_copy(update={"delivered": delivered}) if n.contact_id in contact_ids else n
+            for n in self._state.follow_ups
+        ]
+        self._state = self._state.model_copy(update={"follow_ups": notes})
 
     async def _send_reply(self, request: ReplyRequest) -> str | None:
         """A reply from the built-in interface: from the outbox to the customer, recorded in
@@ -1016,15 +1047,11 @@ class ContactWorkflow:
         agent, email = self._state.agent, self._state.agent_email
         while self._follow_ups and agent and email:
             follow_up = self._follow_ups.pop(0)
-            if await self._deliver_message(follow_up.ref, agent, email) is None:
+            archived = await self._deliver_message(follow_up.ref, agent, email)
+            if archived is None:
                 continue
-            notes = [
-                n.model_copy(update={"delivered": True})
-                if n.contact_id == follow_up.contact_id
-                else n
-                for n in self._state.follow_ups
-            ]
-            self._state = self._state.model_copy(update={"follow_ups": notes})
+            self._delivered_follow_ups.append(follow_up.model_copy(update={"ref": archived}))
+            self._mark_follow_ups({follow_up.contact_id}, delivered=True)
 
     async def _deliver_message(
         self, ref: MessageRef, agent_id: str, agent_email: str, *, contact_id: str | None = None
