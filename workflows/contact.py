@@ -785,16 +785,19 @@ class ContactWorkflow:
         self._set_status(ContactStatus.CLOSED)
 
     async def _move_own_message(self, folder: str, purpose: str) -> None:
-        moved = await workflow.execute_activity_method(
+        moved = await self._move(self._ref, folder, purpose)
+        if moved is not None:
+            self._ref = moved
+            self._state = self._state.model_copy(update={"message": moved})
+
+    async def _move(self, ref: MessageRef, folder: str, purpose: str) -> MessageRef | None:
+        return await workflow.execute_activity_method(
             MailboxActivities.move_message,
-            MoveRequest(ref=self._ref, folder=folder),
+            MoveRequest(ref=ref, folder=folder),
             start_to_close_timeout=policies.imap_timeout(self._policy),
             retry_policy=policies.IMAP_RETRY,
             summary=purpose,
         )
-        if moved is not None:
-            self._ref = moved
-            self._state = self._state.model_copy(update={"message": moved})
 
     async def _reopen_follow_ups(self) -> None:
         """Follow-ups already in the agent's mailbox go back to processing with the email,
@@ -803,15 +806,11 @@ class ContactWorkflow:
             return
         reopened: list[FollowUp] = []
         for follow_up in self._delivered_follow_ups:
-            moved = await workflow.execute_activity_method(
-                MailboxActivities.move_message,
-                MoveRequest(ref=follow_up.ref, folder=self._policy.processing_folder),
-                start_to_close_timeout=policies.imap_timeout(self._policy),
-                retry_policy=policies.IMAP_RETRY,
-                summary="reopen a follow-up",
+            moved = await self._move(
+                follow_up.ref, self._policy.processing_folder, "reopen a follow-up"
             )
-            if moved is not None:
-                reopened.append(follow_up.model_copy(update={"ref": moved}))
+        if moved is not None:
+            reopened.append(follow_up.model_copy(update={"ref": moved}))
         self._delivered_follow_ups = []
         self._follow_ups[:0] = reopened
         self._mark_follow_ups({f.contact_id for f in reopened}, delivered=False)
