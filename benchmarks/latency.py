@@ -24,15 +24,12 @@ from pathlib import Path
 
 import aiosmtplib
 from imap_tools import MailBoxUnencrypted
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ace_email import search_attributes as sa
-from ace_email.devstack import TEMPORAL_TUNING
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from activities.imap_session import ImapPool
+from benchmarks.dev_server import start_dev_server
 from starter import sync
 from tests.support import CUSTOMER, PASSWORD, MailStack, account_settings, free_port, make_message
 from worker import ACTIVITY_THREADS, build_worker
@@ -88,14 +85,7 @@ def describe(label: str, samples: list[float], expected: int) -> str:
 
 
 async def main(emails: int, poll_interval: float) -> None:
-    temporal_cli = Path(sys.executable).parent / "temporal"
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli),
-        data_converter=pydantic_data_converter,
-        search_attributes=sa.ALL,
-        dev_server_extra_args=TEMPORAL_TUNING,
-        ip="127.0.0.1",
-    )
+    env = await start_dev_server()
     with tempfile.TemporaryDirectory() as tmp:
         imap_port, smtp_port = free_port(), free_port()
         support = "support@example.com"

@@ -44,14 +44,11 @@ from aiosmtpd.controller import Controller
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ace_email import ids
-from ace_email import search_attributes as sa
-from ace_email.devstack import TEMPORAL_TUNING
 from ace_email.models import (
     Presence,
     QueueInput,
@@ -65,6 +62,7 @@ from ace_email.operations import Refused
 from ace_email.routing_commands import agents as agent_rows
 from ace_email.routing_commands import queue_status, set_presence
 from ace_email.settings import AgentSettings, Settings
+from benchmarks.dev_server import start_dev_server
 from benchmarks.stand_in_contact import (
     Delivery,
     StandInContact,
@@ -279,14 +277,7 @@ async def wait_for_waiting(client: Client, queue: str, count: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    temporal_cli = Path(sys.executable).parent / "temporal"
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli),
-        data_converter=pydantic_data_converter,
-        search_attributes=sa.ALL,
-        dev_server_extra_args=TEMPORAL_TUNING,
-        ip="127.0.0.1",
-    )
+    env = await start_dev_server()
     client = env.client
     sink = Sink()
     smtp_port = free_port()
