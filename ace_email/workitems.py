@@ -22,7 +22,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import ids, mime
+from ace_email import ids
 from ace_email import search_attributes as sa
 from ace_email.compose import build_work_item
 from ace_email.models import Channel, ContactInput, ContactStatus, MessageRef, WorkItem
@@ -224,12 +224,4 @@ def store_document(
         stored = session.fetch_one(found[0]) if found else None
         if stored is None or not stored.raw:
             raise ImapError(f"{account.name}: the stored work item {message_id} is not in {folder}")
-        return MessageRef(
-            account=account.name,
-            folder=folder,
-            uidvalidity=uidvalidity,
-            uid=stored.uid,
-            key=mime.message_key(stored.raw),
-            message_id=message_id,
-            size=stored.size or len(stored.raw),
-        )
+        return stored.ref(account.name, folder, uidvalidity, message_id)

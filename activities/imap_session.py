@@ -26,6 +26,8 @@ from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError
 from imap_tools.imap_utf7 import utf7_decode, utf7_encode
 
+from ace_email import mime
+from ace_email.models import MessageRef
 from ace_email.oauth2 import TOKENS, OAuth2Error, OAuth2Settings, TokenProvider, is_loopback
 from ace_email.settings import (
     AccountSettings,
@@ -66,6 +68,20 @@ class Fetched:
     flags: tuple[str, ...] = ()
     raw: bytes = b""
     arrived_at: datetime | None = None
+
+    def ref(
+        self, account: str, folder: str, uidvalidity: int, message_id: str | None
+    ) -> MessageRef:
+        """The claim check for this message (fetched with its body) where it lies now."""
+        return MessageRef(
+            account=account,
+            folder=folder,
+            uidvalidity=uidvalidity,
+            uid=self.uid,
+            key=mime.message_key(self.raw),
+            message_id=message_id,
+            size=self.size or len(self.raw),
+        )
 
 
 def quote_mailbox(name: str) -> str:

@@ -182,15 +182,7 @@ def _arrived_at(session: ImapSession, uid: int) -> datetime | None:
 
 def _headline(account: str, folder: str, uidvalidity: int, fetched: Fetched) -> MessageHeadline:
     sender, subject, message_id = mime.headline(fetched.raw)
-    ref = MessageRef(
-        account=account,
-        folder=folder,
-        uidvalidity=uidvalidity,
-        uid=fetched.uid,
-        key=mime.message_key(fetched.raw),
-        message_id=message_id,
-        size=fetched.size or len(fetched.raw),
-    )
+    ref = fetched.ref(account, folder, uidvalidity, message_id)
     return MessageHeadline(ref=ref, sender=sender, subject=subject, arrived_at=fetched.arrived_at)
 
 
