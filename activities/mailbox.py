@@ -7,6 +7,7 @@ idempotent: a retry after a crash finds the message where the previous try left 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from temporalio import activity
@@ -160,18 +161,38 @@ def _poll(session: ImapSession, request: PollRequest) -> PollResult:
                 f"{request.account}: uid {fetched.uid} in {request.folder!r} came back empty "
                 f"({fetched.size} bytes expected); will try again"
             )
+    ready = fetched_prefix(batch, contents)
+    if len(ready) < len(batch):
+        log.warning(
+            "%s: uid %s in %r is listed but did not come back; polling it again",
+            request.account,
+            batch[len(ready)],
+            request.folder,
+        )
     headlines = [
-        _headline(request.account, request.folder, uidvalidity, fetched)
-        for fetched in (contents[uid] for uid in batch if uid in contents)
+        _headline(request.account, request.folder, uidvalidity, contents[uid]) for uid in ready
     ]
-    last_uid = batch[-1] if batch else cursor.last_uid
+    last_uid = ready[-1] if ready else cursor.last_uid
     return PollResult(
         cursor=MailboxCursor(uidvalidity=uidvalidity, last_uid=max(last_uid, cursor.last_uid)),
         messages=headlines,
-        more=len(batch) < len(new_uids),
+        more=len(ready) == len(batch) < len(new_uids),
         waiting=len(waiting),
         oldest_waiting_at=_arrived_at(session, waiting[0]) if waiting else None,
     )
+
+
+def fetched_prefix(batch: list[int], fetched: Collection[int]) -> list[int]:
+    """The UIDs of the batch up to the first one the server listed but did not return.
+
+    The cursor moves past these only: a message listed by SEARCH can be missing from the FETCH
+    that follows (a server still storing it, a session not yet synced), and a cursor past it
+    would leave it in the inbox for good. Polled again, it comes back, or is gone from the list.
+    """
+    for n, uid in enumerate(batch):
+        if uid not in fetched:
+            return batch[:n]
+    return batch
 
 
 def _arrived_at(session: ImapSession, uid: int) -> datetime | None:

@@ -1,0 +1,62 @@
+"""The poll loop's cursor never passes an email it has not handed over, on real servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ace_email.models import MailboxCursor, PollRequest
+from ace_email.settings import Settings
+from activities.imap_session import Fetched, ImapPool, ImapSession
+from activities.mailbox import _poll, fetched_prefix
+from tests.support import MailStack, make_message
+
+
+class LosesOneBody:
+    """A real session whose first body fetch leaves one listed UID out, as a server still
+    storing that message (or a session not yet synced) answers."""
+
+    def __init__(self, session: ImapSession, lost: int) -> None:
+        self._session = session
+        self._lost: int | None = lost
+
+    def fetch(self, uids: list[int], items: str) -> dict[int, Fetched]:
+        found = self._session.fetch(uids, items)
+        if "BODY" in items and self._lost in found:
+            del found[self._lost]
+            self._lost = None
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def test_the_cursor_stops_before_the_first_uid_that_did_not_come_back() -> None:
+    assert fetched_prefix([4, 5, 6, 7], {4, 5, 7}) == [4, 5]
+    assert fetched_prefix([4, 5], {4, 5}) == [4, 5]
+    assert fetched_prefix([4, 5], {5}) == []
+    assert fetched_prefix([], set()) == []
+
+
+async def test_an_email_listed_but_not_fetched_is_handed_over_on_the_next_poll(
+    mail: MailStack, settings: Settings
+) -> None:
+    for n in range(3):
+        await mail.send(make_message(f"Question {n}", f"Email {n}."))
+    account = settings.accounts[0]
+    request = PollRequest(account=account.name, folder=account.imap.folder, cursor=MailboxCursor())
+    pool = ImapPool(settings)
+    try:
+        with pool.session(account.name) as session:
+            session.select(request.folder, readonly=True, refresh=True)
+            uids = session.search("ALL")
+            assert len(uids) == 3
+            first = _poll(LosesOneBody(session, uids[1]), request)  # type: ignore[arg-type]
+            assert [m.ref.uid for m in first.messages] == uids[:1]
+            assert first.cursor.last_uid == uids[0]
+            assert not first.more, "a server that keeps failing is not polled in a hot loop"
+
+            second = _poll(session, request.model_copy(update={"cursor": first.cursor}))
+            assert [m.ref.uid for m in second.messages] == uids[1:]
+            assert second.cursor.last_uid == uids[2]
+    finally:
+        pool.close_all()
