@@ -240,3 +240,54 @@ async def test_follow_ups_in_one_agents_mailbox_move_on_with_the_contact(
         assert len(await mail.messages(AGENT_EMAIL)) == 2
         assert len(await mail.messages(SECOND_AGENT_EMAIL)) == 2
     await record_history(client, contact, "contact_follow_ups_moved_on")
+
+
+async def test_every_follow_up_in_one_agents_mailbox_moves_on_with_the_contact(
+    client: Client, mail: MailStack, temporal_address: str
+) -> None:
+    tag = new_tag()
+    support, billing = f"support-{tag}", f"billing-{tag}"
+    alice, carol = f"alice-{tag}", f"carol-{tag}"
+    settings = routed_settings(
+        mail,
+        temporal_address,
+        tag,
+        queues=[{"name": support}, {"name": billing}],
+        agents=[
+            {"id": alice, "email": AGENT_EMAIL, "queues": [support]},
+            {"id": carol, "email": SECOND_AGENT_EMAIL, "queues": [billing]},
+        ],
+    )
+    async with routing_worker(client, mail, settings) as pipeline:
+        await sync(client, settings)
+        contact = await send_email(pipeline, "Three more things")
+        await ready(pipeline, alice)
+        first = await reach(client, contact, ContactStatus.DELIVERED)
+        for n in (1, 2, 3):
+            follow_up = await send_email(
+                pipeline, f"Re: Three more things [#{first.reference}] {n}"
+            )
+            await reach(client, follow_up, ContactStatus.JOINED)
+
+        async def in_mailbox(user: str, count: int) -> list[str]:
+            messages = await mail.messages(user)
+            assert len(messages) == count, [m["Subject"] for m in messages]
+            return [str(m["Subject"]) for m in messages]
+
+        await eventually(lambda: in_mailbox(AGENT_EMAIL, 4))
+        await transfer(client, pipeline.settings, contact, queue=billing)
+        moved = await reach(client, contact, ContactStatus.QUEUED)
+        assert [n.delivered for n in moved.follow_ups] == [False, False, False]
+        await ready(pipeline, carol)
+        await reach(client, contact, ContactStatus.DELIVERED)
+        to_carol = await eventually(lambda: in_mailbox(SECOND_AGENT_EMAIL, 4))
+        assert to_carol == [
+            "Three more things",
+            *(f"Re: Three more things [#{first.reference}] {n}" for n in (1, 2, 3)),
+        ], "the whole thread, in the order it came"
+        assert await mail.messages(mail.support, "Processing") == []
+        delivered = await contact_state(client, contact)
+        assert [n.delivered for n in delivered.follow_ups] == [True, True, True]
+        await close(pipeline, contact)
+        await reach(client, contact, ContactStatus.CLOSED)
+    await record_history(client, contact, "contact_every_follow_up_moved_on")

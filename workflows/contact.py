@@ -79,6 +79,8 @@ RULES_PATCH = "analysis-rules-follow-ups-ledger"
 ROUTING_PATCH = "routing"
 # Contacts begun before follow-ups moved on with them leave delivered follow-ups archived.
 FOLLOW_UPS_MOVE_PATCH = "follow-ups-move-on"
+# Contacts that moved on before every follow-up did kept only the last one of several.
+ALL_FOLLOW_UPS_MOVE_PATCH = "all-follow-ups-move-on"
 
 _STATE_WORDS = {
     ContactStatus.RECEIVED: "Received; being claimed and analysed.",
@@ -804,12 +806,15 @@ class ContactWorkflow:
         ahead of any still waiting, so that whoever takes the contact next has the thread."""
         if not self._delivered_follow_ups or not workflow.patched(FOLLOW_UPS_MOVE_PATCH):
             return
+        every_one = workflow.patched(ALL_FOLLOW_UPS_MOVE_PATCH)
         reopened: list[FollowUp] = []
         for follow_up in self._delivered_follow_ups:
             moved = await self._move(
                 follow_up.ref, self._policy.processing_folder, "reopen a follow-up"
             )
-        if moved is not None:
+            if moved is not None and every_one:
+                reopened.append(follow_up.model_copy(update={"ref": moved}))
+        if moved is not None and not every_one:  # as it ran before: the last one only
             reopened.append(follow_up.model_copy(update={"ref": moved}))
         self._delivered_follow_ups = []
         self._follow_ups[:0] = reopened
