@@ -67,6 +67,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ace_email import desk, ids, routing_commands
 from ace_email import search_attributes as sa
+from ace_email.exiting import run_then_exit
 from ace_email.models import (
     AccountPolicy,
     AssignRequest,
@@ -670,4 +671,4 @@ def _describe_contact(state: ContactState) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    run_then_exit(lambda: asyncio.run(main()))

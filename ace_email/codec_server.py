@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
 from ace_email.codec import EncryptionCodec, PayloadDecryptionError
+from ace_email.exiting import interrupt_on_stop_signals, run_then_exit
 from ace_email.http_service import JsonHandler, JsonService, configure_logging, service_arguments
 from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import encryption_codec
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = service_arguments(__doc__.splitlines()[0], "temporal.codec_server")
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    interrupt_on_stop_signals()
     try:
         server = codec_server(load_settings(args.config), args.host, args.port)
     except ConfigError as exc:
@@ -147,4 +149,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_then_exit(main)

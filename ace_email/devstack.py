@@ -26,6 +26,7 @@ from temporalio.common import SearchAttributeIndexedValueType
 from ace_email import search_attributes as sa
 from ace_email.codec import new_key_text
 from ace_email.codec_server import codec_server
+from ace_email.exiting import run_then_exit
 from ace_email.intake_server import IntakeServer, intake_server
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.samples import sample_messages
@@ -319,4 +320,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_then_exit(main)

@@ -31,6 +31,7 @@ from http import HTTPStatus
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from ace_email.exiting import interrupt_on_stop_signals, run_then_exit
 from ace_email.http_service import JsonHandler, JsonService, configure_logging, service_arguments
 from ace_email.operations import Refused
 from ace_email.settings import ConfigError, Settings, load_settings
@@ -173,6 +174,7 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> None
 def main(argv: list[str] | None = None) -> int:
     args = service_arguments(__doc__.splitlines()[0], "intake").parse_args(argv)
     configure_logging(args.log_level)
+    interrupt_on_stop_signals()
     try:
         settings = load_settings(args.config)
         settings.intake.token()
@@ -189,4 +191,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_then_exit(main)

@@ -27,6 +27,7 @@ from imap_tools import MailBoxUnencrypted
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ace_email.exiting import run_then_exit
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from activities.imap_session import ImapPool
 from benchmarks.dev_server import start_dev_server
@@ -139,4 +140,4 @@ if __name__ == "__main__":
     parser.add_argument("--emails", type=int, default=20)
     parser.add_argument("--poll-interval", type=float, default=1.0)
     args = parser.parse_args()
-    asyncio.run(main(args.emails, args.poll_interval))
+    run_then_exit(lambda: asyncio.run(main(args.emails, args.poll_interval)))

@@ -49,6 +49,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ace_email import ids
+from ace_email.exiting import run_then_exit
 from ace_email.models import (
     Presence,
     QueueInput,
@@ -565,4 +566,5 @@ if __name__ == "__main__":
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--measure", type=int, default=3_000)
     parser.add_argument("--spacing", type=float, default=0.25)
-    asyncio.run(main(parser.parse_args()))
+    arguments = parser.parse_args()
+    run_then_exit(lambda: asyncio.run(main(arguments)))
