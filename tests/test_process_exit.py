@@ -71,7 +71,7 @@ async def test_two_hundred_script_runs_end_with_their_own_status_while_mail_flow
         ("sync",),
         ("status", "contact-nobody-0"),
     ]
-    expected = {("status", "contact-nobody-0"): 1}
+    expected: dict[tuple[str, ...], int] = {("status", "contact-nobody-0"): 1}
     plan = list(itertools.islice(itertools.cycle(commands), RUNS))
     outcomes: list[tuple[tuple[str, ...], int, str]] = []
     sent = 0
