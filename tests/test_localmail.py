@@ -125,8 +125,9 @@ def split_trace(stored: bytes) -> tuple[list[bytes], bytes]:
     """Split off the trace headers the server prepends: (header lines, the rest)."""
     lines = stored.split(b"\r\n")
     assert lines[0].startswith(b"Return-Path: <"), lines[0]
-    assert lines[1].startswith(b"Received: "), lines[1]
-    index = 2
+    index = 2 if lines[1].startswith(b"X-Original-To: ") else 1
+    assert lines[index].startswith(b"Received: "), lines[index]
+    index += 1
     while lines[index][:1] in (b"\t", b" "):
         index += 1
     return lines[:index], b"\r\n".join(lines[index:])
@@ -472,3 +473,31 @@ async def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_catch_all_mailbox_takes_mail_for_every_address_not_here(tmp_path: Path) -> None:
+    everyone = MailUser("catch-all@localhost", "catch-secret")
+    server = LocalMailServer(
+        tmp_path / "mail",
+        [SUPPORT, AGENT, everyone],
+        imap_port=free_port(),
+        smtp_port=free_port(),
+        catch_all=everyone.address,
+    )
+    async with server:
+        raw = message("An automatic reply")
+        await smtp_send(server, raw, ["you@outside.example", "Other@Elsewhere.example"])
+        await smtp_send(server, raw, [SUPPORT.address])
+
+        def read(user: MailUser) -> dict[int, bytes]:
+            with login(server, user) as box:
+                return fetch_raw(box)
+
+        caught = await in_thread(lambda: read(everyone))
+        assert list(caught) == [1], "one copy for all the addresses it caught"
+        trace, rest = split_trace(caught[1])
+        assert trace[1] == b"X-Original-To: you@outside.example, Other@Elsewhere.example"
+        assert rest == raw
+        assert len(await in_thread(lambda: read(SUPPORT))) == 1, "a known address keeps its mail"
+    with pytest.raises(ValueError, match="catch-all mailbox 'ghost@localhost' is not one"):
+        LocalMailServer(tmp_path / "m2", [SUPPORT], catch_all="ghost@localhost")
