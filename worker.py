@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from ace_email.exiting import run_then_exit
 from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect, ensure_search_attributes
+from activities import failure_logs
 from activities.auto_reply_ledger import LedgerActivities
 from activities.follow_ups import FollowUpActivities
 from activities.imap_session import ImapPool
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    failure_logs.install()
     try:
         settings = load_settings(args.config)
         asyncio.run(run(settings))

@@ -45,6 +45,7 @@ from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.samples import sample_messages
 from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect
+from activities import failure_logs
 
 log = logging.getLogger("ace_email.devstack")
 
@@ -392,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    failure_logs.install()
     offset: int = args.port_offset
     default_dir = DEFAULT_DATA_DIR if offset == 0 else Path(f"{DEFAULT_DATA_DIR}-{offset}")
     data_dir: Path = (args.data_dir or default_dir).resolve()

@@ -11,7 +11,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from ace_email import ids, mime
 from ace_email.models import (
@@ -43,15 +43,19 @@ from activities.imap_session import (
 log = logging.getLogger(__name__)
 
 
-def as_activity_error(exc: Exception) -> ApplicationError:
-    """Map an I/O fault to a typed Temporal error; permanent faults are non-retryable."""
+def as_activity_error(exc: Exception, *, benign: bool = False) -> ApplicationError:
+    """Map an I/O fault to a typed Temporal error; permanent faults are non-retryable. A
+    benign one is logged by the worker at DEBUG only: its workflow reports it."""
+    category = ApplicationErrorCategory.BENIGN if benign else ApplicationErrorCategory.UNSPECIFIED
     if isinstance(exc, ConfigError):
-        return ApplicationError(str(exc), type="ConfigError", non_retryable=True)
-    if isinstance(exc, ImapLoginError):
-        return ApplicationError(str(exc), type="ImapLoginFailed")
-    if isinstance(exc, ImapError):
-        return ApplicationError(str(exc), type="ImapError", non_retryable=not exc.transient)
-    return ApplicationError(f"{type(exc).__name__}: {exc}", type="ImapConnectionError")
+        kind, message, permanent = "ConfigError", str(exc), True
+    elif isinstance(exc, ImapLoginError):
+        kind, message, permanent = "ImapLoginFailed", str(exc), False
+    elif isinstance(exc, ImapError):
+        kind, message, permanent = "ImapError", str(exc), not exc.transient
+    else:
+        kind, message, permanent = "ImapConnectionError", f"{type(exc).__name__}: {exc}", False
+    return ApplicationError(message, type=kind, non_retryable=permanent, category=category)
 
 
 class MailboxActivities:
@@ -67,8 +71,8 @@ class MailboxActivities:
         try:
             with self._pool.session(request.account) as session:
                 return _poll(session, request)
-        except (ImapError, ConfigError, OSError, EOFError) as exc:
-            raise as_activity_error(exc) from None
+        except (ImapError, ConfigError, OSError, EOFError) as exc:  # the mailbox logs it once
+            raise as_activity_error(exc, benign=True) from None
 
     @activity.defn
     def claim_message(self, request: ClaimRequest) -> ClaimResult:

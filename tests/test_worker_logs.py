@@ -1,0 +1,98 @@
+"""A worker's log as an operator reads it: a failed poll is one line with the account and the
+cause, an activity's described failure one line too; tracebacks only at DEBUG."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from activities.failure_logs import OneLineFailures
+from starter import sync
+from tests.support import free_port, write_config
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_described_activity_failure_is_one_line_and_its_traceback_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("temporalio.activity")
+    one_line = OneLineFailures()
+    logger.addFilter(one_line)
+    caplog.set_level(logging.DEBUG, logger="temporalio.activity")
+    try:
+        try:
+            raise ApplicationError("support: smtp 127.0.0.1:25: 550 no such user", type="Smtp")
+        except ApplicationError:
+            logger.warning(
+                "Completing activity as failed ({'activity_type': 'send_auto_reply'})",
+                exc_info=True,
+                extra={
+                    "temporal_activity": {
+                        "activity_type": "send_auto_reply",
+                        "workflow_id": "contact-support-abc",
+                        "attempt": 2,
+                    }
+                },
+            )
+    finally:
+        logger.removeFilter(one_line)
+    debug, warning = caplog.records
+    assert debug.levelno == logging.DEBUG and debug.exc_info is not None
+    assert warning.levelno == logging.WARNING and warning.exc_info is None
+    assert warning.getMessage() == (
+        "send_auto_reply for contact-support-abc failed (attempt 2): Smtp: "
+        "support: smtp 127.0.0.1:25: 550 no such user"
+    )
+
+
+@pytest.mark.embedded_only
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+async def test_a_failed_poll_is_one_line_with_the_account_and_the_cause(
+    settings: object, client: Client, tmp_path: Path, level: str
+) -> None:
+    from ace_email.settings import Settings
+
+    assert isinstance(settings, Settings)
+    dead_port = free_port()
+    account = settings.accounts[0]
+    imap = account.imap.model_copy(update={"port": dead_port, "poll_interval_seconds": 0.5})
+    settings = settings.model_copy(update={"accounts": [account.model_copy(update={"imap": imap})]})
+    config = write_config(tmp_path / "ace-email.toml", settings)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "worker.py", "--config", str(config), "--log-level", level],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        await sync(client, settings)
+        deadline = time.monotonic() + 60
+        while len(re.findall("poll failed", log.read_text())) < 2:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    text = log.read_text()
+    failed = [line for line in text.splitlines() if "poll failed" in line]
+    cause = f"{account.name}: cannot connect to IMAP 127.0.0.1:{dead_port}"
+    assert all(f"mailbox {account.name}: poll failed: {cause}" in line for line in failed), failed
+    if level == "INFO":
+        assert "Traceback" not in text
+        assert [ln for ln in text.splitlines() if " WARNING " in ln] == failed
+    else:
+        assert "Traceback" in text and "Connection refused" in text
