@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     failure_logs.install()
     try:
         settings = load_settings(args.config)
+        settings.require_logins()
         asyncio.run(run(settings))
     except (ConfigError, TemporalUnavailable) as exc:
         print(f"worker: {exc}", file=sys.stderr)

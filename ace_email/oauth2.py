@@ -25,6 +25,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from ace_email.config_types import ReadableFile
+
 log = logging.getLogger(__name__)
 
 MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
@@ -71,11 +73,11 @@ class OAuth2Settings(BaseModel):
     client_id: str = Field(min_length=1)
     client_secret: SecretStr | None = None
     client_secret_env: str | None = None
-    client_secret_file: Path | None = None
+    client_secret_file: ReadableFile | None = None
     grant: Grant = Grant.CLIENT_CREDENTIALS
     refresh_token: SecretStr | None = None
     refresh_token_env: str | None = None
-    refresh_token_file: Path | None = None
+    refresh_token_file: ReadableFile | None = None
     scope: str | None = None
 
     @model_validator(mode="after")

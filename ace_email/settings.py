@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 
 from ace_email.codec import KEY_ID_PATTERN, KeyringError, parse_keyring
+from ace_email.config_types import ReadableFile
 from ace_email.language import DEFAULT_LANGUAGES
 from ace_email.models import (
     AccountPolicy,
@@ -99,7 +100,7 @@ class Credentials(Section):
     username: str | None = None
     password: SecretStr | None = None
     password_env: str | None = None
-    password_file: Path | None = None
+    password_file: ReadableFile | None = None
     auth: AuthMethod = AuthMethod.PASSWORD
     oauth2: OAuth2Settings | None = None
     ca_file: Path | None = Field(
@@ -390,7 +391,7 @@ class IntakeSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8082, ge=1, le=65535)
     token_env: str | None = None
-    token_file: Path | None = None
+    token_file: ReadableFile | None = None
     max_body_kb: int = Field(default=256, ge=1, le=10240)
 
     @model_validator(mode="after")
@@ -432,7 +433,7 @@ class EncryptionSettings(Section):
 
     key_id: str = Field(pattern=KEY_ID_PATTERN)
     key_env: str | None = None
-    key_file: Path | None = None
+    key_file: ReadableFile | None = None
 
     @model_validator(mode="after")
     def _one_key_source(self) -> Self:
@@ -467,7 +468,7 @@ class CodecServerSettings(Section):
         description="Web UI origins allowed to call the codec server",
     )
     token_env: str | None = None
-    token_file: Path | None = None
+    token_file: ReadableFile | None = None
 
     @model_validator(mode="after")
     def _one_token_source(self) -> Self:
@@ -716,6 +717,19 @@ class Settings(BaseSettings):
                 return agent
         known = ", ".join(a.id for a in self.agents) or "none configured"
         raise ConfigError(f"unknown agent {agent_id!r} (known: {known})")
+
+    def require_logins(self) -> None:
+        """Every password a worker logs in with, read now (an unset environment variable,
+        say): a worker stops at its start, with the key named, not at its first login."""
+        problems = []
+        for n, account in enumerate(self.accounts):
+            for protocol, credentials in (("imap", account.imap), ("smtp", account.smtp)):
+                try:
+                    credentials.secret()
+                except ConfigError as exc:
+                    problems.append(f"accounts[{n}].{protocol}.{exc}")
+        if problems:
+            raise ConfigError("\n".join(problems))
 
     def own_addresses(self) -> list[str]:
         """Every address of ours: automatic replies never go to these."""

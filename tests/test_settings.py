@@ -164,3 +164,36 @@ def test_unreachable_temporal_is_a_clear_error(
     )
     assert asyncio.run(starter_main(["--config", str(config), "list"])) == 2
     assert "cannot reach Temporal at 127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_files_the_configuration_names_are_checked_when_it_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "absent"
+    config = tmp_path / "c.toml"
+    text = EXAMPLE.read_text().replace(
+        'password_env = "ACE_SUPPORT_IMAP_PASSWORD"', f'password_file = "{missing}.password"'
+    )
+    text = text.replace('token_env = "ACE_INTAKE_TOKEN"', f'token_file = "{missing}.token"')
+    config.write_text(
+        text + f'\n[temporal.encryption]\nkey_id = "k1"\nkey_file = "{missing}.keys"\n'
+    )
+    assert worker_main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"accounts[0].imap.password_file: cannot read {missing}.password: No such file or directory"
+    ) in err
+    assert f"intake.token_file: cannot read {missing}.token: No such file" in err
+    assert f"temporal.encryption.key_file: cannot read {missing}.keys: No such file" in err
+
+
+def test_a_worker_stops_at_its_start_when_a_password_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ACE_SUPPORT_IMAP_PASSWORD", raising=False)
+    monkeypatch.setenv("ACE_SUPPORT_SMTP_PASSWORD", "s")
+    assert worker_main(["--config", str(EXAMPLE)]) == 2
+    assert capsys.readouterr().err == (
+        "worker: accounts[0].imap.password_env: environment variable "
+        "ACE_SUPPORT_IMAP_PASSWORD is not set\n"
+    )
