@@ -15,6 +15,13 @@
                                            the rule that matched, the automatic reply rendered;
                                            sends and creates nothing, needs no Temporal
 
+  Quarantine
+    starter.py quarantine [--account A] [--json]
+                                           what is in quarantine, and why
+    starter.py quarantine release CONTACT [--by NAME]
+                                           let one through: it becomes a contact, recorded
+                                           as released by an operator
+
   Routing
     starter.py agent ready|not-ready|offline AGENT
     starter.py agents [--json]             presence, load and capacity of every agent
@@ -44,6 +51,7 @@ import argparse
 import asyncio
 import email
 import email.policy
+import getpass
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -65,7 +73,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import desk, ids, routing_commands
+from ace_email import desk, ids, quarantine, routing_commands
 from ace_email import search_attributes as sa
 from ace_email.exiting import run_then_exit
 from ace_email.models import (
@@ -82,6 +90,7 @@ from ace_email.operations import (
     Refused,
     contact_state,
     known_agent,
+    newest_first,
     no_answer,
     why_not_open,
 )
@@ -165,7 +174,7 @@ async def list_contacts(
     if account:
         query += f' AND {sa.ACCOUNT.name}="{account}"'
     rows: list[dict[str, Any]] = []
-    async for execution in client.list_workflows(query, limit=limit):
+    for execution in await newest_first(client.list_workflows(query), limit):
         attributes = execution.typed_search_attributes
         memo = await _readable_memo(execution)
         rows.append(
@@ -409,6 +418,14 @@ def _parser() -> argparse.ArgumentParser:
     analysing.add_argument("--account", help="account whose rules apply (default: the first)")
     analysing.add_argument("--json", action="store_true")
 
+    held = commands.add_parser("quarantine", help="what is in quarantine, and why")
+    held.add_argument("--account", help="only this account's")
+    held.add_argument("--json", action="store_true")
+    held_commands = held.add_subparsers(dest="quarantine_command")
+    releasing = held_commands.add_parser("release", help="let one quarantined email through")
+    releasing.add_argument("contact", help="the quarantined contact, as listed")
+    releasing.add_argument("--by", default=getpass.getuser(), help="who releases it")
+
     presence = commands.add_parser("agent", help="set an agent's presence")
     presence.add_argument("presence", choices=[p.value for p in Presence])
     presence.add_argument("agent")
@@ -520,6 +537,15 @@ async def _run(args: argparse.Namespace, client: Client, settings: Settings) -> 
         if args.json:
             return json.dumps(rows, indent=2)
         return "\n".join(_describe_account(r) for r in rows) or "no accounts configured"
+    if args.command == "quarantine":
+        if args.quarantine_command == "release":
+            return await quarantine.release(client, settings, args.contact, args.by)
+        held = await quarantine.quarantined(client, args.account)
+        return (
+            json.dumps(held, indent=2, ensure_ascii=False)
+            if args.json
+            else quarantine.describe(held)
+        )
     return await _run_routing(args, client, settings)
 
 

@@ -1261,6 +1261,27 @@ def analyse(
         )
 
 
+# A message has at least one of these; one without has nothing but a server's trace.
+_MESSAGE_FIELDS = frozenset(
+    [
+        "from",
+        "sender",
+        "reply-to",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    ]
+)
+
+
 def _analyse(
     raw: bytes,
     own_addresses: Collection[str],
@@ -1274,6 +1295,16 @@ def _analyse(
     head = _parse_head(raw)
     if not head.fields:
         return Analysis(size=size, quarantine_reason="not an email message: no headers")
+    if not any(name.lower() in _MESSAGE_FIELDS for name, _ in head.fields):
+        # Only what receiving servers prepend (Return-Path, Received, Delivered-To, ...).
+        blank = not raw[head.body_start :].strip()
+        return Analysis(
+            size=size,
+            quarantine_reason=(
+                f"{'empty message' if blank else 'not an email message'}: no sender and no "
+                "header of its own, only the trace headers of the servers that received it"
+            ),
+        )
     quarantine_reason: str | None = None
     if max_bytes is not None and size > max_bytes:
         quarantine_reason = f"too large: {size} bytes > limit {max_bytes}"

@@ -229,6 +229,14 @@ class WorkItem(Model):
     external_id: str | None = None
 
 
+class QuarantineRelease(Model):
+    """An operator let a quarantined email through: it becomes a contact like any other."""
+
+    by: str = Field(description="who released it")
+    at: datetime
+    reason: str = Field(description="why it had been quarantined")
+
+
 class ContactInput(Model):
     ref: MessageRef
     policy: AccountPolicy
@@ -237,6 +245,9 @@ class ContactInput(Model):
     arrived_at: datetime | None = Field(
         default=None, description="when the mail server received the email: its age counts"
     )
+    released: QuarantineRelease | None = Field(
+        default=None, description="set when an operator released the email from quarantine"
+    )
 
 
 class ClaimRequest(Model):
@@ -244,6 +255,11 @@ class ClaimRequest(Model):
     policy: AccountPolicy
     received_at: datetime | None = Field(
         default=None, description="when the contact began: the clock that time rules read"
+    )
+    released: bool = Field(
+        default=False,
+        description="from quarantine, by an operator: neither analysis nor "
+        "rules quarantine it again",
     )
 
 
@@ -416,6 +432,7 @@ class ContactState(Model):
     assigned_at: datetime | None = None
     closed_at: datetime | None = None
     replies: list[ReplyNote] = []
+    released: QuarantineRelease | None = None
 
 
 class MailboxHealth(StrEnum):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import heapq
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -89,3 +92,29 @@ async def why_not_open(handle: WorkflowHandle[Any, Any], contact_id: str) -> str
         return f"no contact {contact_id!r}"
     status = description.typed_search_attributes.get(sa.STATUS) or "ended"
     return f"contact {contact_id} is {status} and has ended"
+
+
+async def newest_first(
+    executions: AsyncIterator[WorkflowExecution], limit: int
+) -> list[WorkflowExecution]:
+    """The `limit` workflows started last, each by its latest run, newest first.
+
+    Visibility lists running executions first, then closed ones by close time, newest first.
+    A workflow closes after it starts: once a closed one closed before the `limit`-th newest
+    start seen so far, none listed after it can be newer, and the listing stops there.
+    """
+    latest: dict[str, WorkflowExecution] = {}
+    bound: datetime | None = None
+    async for execution in executions:
+        closed = execution.close_time
+        if closed is not None and len(latest) >= limit:
+            if bound is None:
+                bound = heapq.nlargest(limit, (e.start_time for e in latest.values()))[-1]
+            if closed < bound:
+                break
+        known = latest.get(execution.id)
+        if known is None or execution.start_time > known.start_time:
+            latest[execution.id] = execution
+            bound = None  # found again when next needed
+    ordered = sorted(latest.values(), key=lambda e: e.start_time, reverse=True)
+    return ordered[:limit]

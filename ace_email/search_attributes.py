@@ -8,7 +8,10 @@ their presence in `AceStatus` rather than in an eleventh.
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from ace_email import ids
+from ace_email.models import ContactStatus, MessageRef
 
 STATUS = SearchAttributeKey.for_keyword("AceStatus")
 ACCOUNT = SearchAttributeKey.for_keyword("AceAccount")
@@ -36,3 +39,16 @@ ALL = (
     MAILBOX_HEALTH,
     CHANNEL,
 )
+
+
+def new_contact(account: str, queue: str, ref: MessageRef) -> TypedSearchAttributes:
+    """The search attributes an email's contact starts with."""
+    pairs: list[SearchAttributePair[str]] = [
+        SearchAttributePair(STATUS, ContactStatus.RECEIVED.value),
+        SearchAttributePair(ACCOUNT, account),
+        SearchAttributePair(QUEUE, queue),
+        SearchAttributePair(REFERENCE, ids.contact_reference(ref.key)),
+    ]
+    if ref.message_id:
+        pairs.append(SearchAttributePair(MESSAGE_ID, ref.message_id[:500]))
+    return TypedSearchAttributes(pairs)

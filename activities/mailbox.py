@@ -299,21 +299,23 @@ def _claim(
         return ClaimResult(ref=None)
     where, raw = found
     analysis = _analyse(raw, where, policy, languages)
+    if request.released:  # an operator's word overrides analysis and rules
+        analysis = analysis.model_copy(update={"quarantine_reason": None})
     routing: Routing | None = None
     if analysis.quarantine_reason is None:
         routing = _route(raw, analysis, account, request.received_at)
+        by_rule = routing.quarantine_reason if not request.released else None
         analysis = analysis.model_copy(
             update={
                 "rule": routing.rule,
                 "category": routing.category,
-                "quarantine_reason": (
-                    f"rule '{routing.rule}': {routing.quarantine_reason}"
-                    if routing.quarantine_reason
-                    else None
-                ),
+                "quarantine_reason": f"rule '{routing.rule}': {by_rule}" if by_rule else None,
             }
         )
-    if where.folder != policy.inbox_folder:
+    claimable = {policy.inbox_folder}
+    if request.released:
+        claimable.add(policy.quarantine_folder)
+    if where.folder not in claimable:  # claimed already, by an earlier try
         return ClaimResult(ref=where, analysis=analysis, routing=routing)
     session.select(where.folder)
     target = policy.quarantine_folder if analysis.quarantine_reason else policy.processing_folder

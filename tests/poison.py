@@ -137,6 +137,23 @@ def not_mime() -> bytes:
     return b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + _pseudo_random(2048)
 
 
+def blank_line() -> bytes:
+    """A message of one blank line: a server's trace headers are all it will ever have."""
+    return b"\r\n"
+
+
+def binary_lines() -> bytes:
+    """Twenty lines of binary bytes (no CR or LF among them), no header at all."""
+    lines = []
+    for i in range(20):
+        line = hashlib.sha256(b"binary-%d" % i).digest() * 2
+        lines.append(b"\x8f" + line.replace(b"\r", b"\x8d").replace(b"\n", b"\x8a"))
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+# Junk a sender hands to SMTP: what arrives is the receiving servers' trace headers and this.
+JUNK: dict[str, Callable[[], bytes]] = {"blank-line": blank_line, "binary-lines": binary_lines}
+
 POISON: dict[str, Callable[[], bytes]] = {
     "huge-attachment": huge_attachment,
     "many-recipients": many_recipients,

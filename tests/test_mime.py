@@ -27,6 +27,7 @@ from ace_email.mime import (
     subject_reference,
 )
 from ace_email.models import LIST_LIMIT, SUMMARY_TEXT_LIMIT, Analysis
+from tests.poison import JUNK
 
 JSON_LIMIT = 16 * 1024
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -452,6 +453,27 @@ def test_garbage_quarantined(raw: bytes) -> None:
     assert_clean(analysis)
     headline(raw)
     assert len(message_key(raw)) == 64
+
+
+TRACE = (
+    b"Return-Path: <>\r\nDelivered-To: support@example.com\r\n"
+    b"Received: from client (localhost [127.0.0.1])\r\n\tby mx.example.com with ESMTP;"
+    b" Fri, 4 Dec 2026 10:00:00 +0000\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("blank-line", "empty message"), ("binary-lines", "not an email message")],
+)
+def test_junk_with_only_a_servers_trace_is_quarantined(name: str, reason: str) -> None:
+    analysis = analyse(TRACE + JUNK[name]())
+    assert analysis.quarantine_reason == (
+        f"{reason}: no sender and no header of its own, only the trace headers of the servers "
+        "that received it"
+    )
+    assert analysis.sender is None
+    assert_clean(analysis)
 
 
 def test_too_large_quarantined_but_header_read() -> None:

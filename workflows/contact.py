@@ -150,6 +150,8 @@ class ContactWorkflow:
             message=contact.ref,
             received_at=workflow.now(),
         )
+        if contact.released is not None:
+            self._state = self._state.model_copy(update={"released": contact.released})
         self._channel = contact.channel
         self._work_item = contact.work_item
         self._arrived_at = contact.arrived_at
@@ -183,7 +185,12 @@ class ContactWorkflow:
     async def run(self, contact: ContactInput) -> ContactState:
         claim = await workflow.execute_activity_method(
             MailboxActivities.claim_message,
-            ClaimRequest(ref=self._ref, policy=self._policy, received_at=self._state.received_at),
+            ClaimRequest(
+                ref=self._ref,
+                policy=self._policy,
+                received_at=self._state.received_at,
+                released=contact.released is not None,
+            ),
             start_to_close_timeout=policies.imap_timeout(self._policy),
             retry_policy=policies.IMAP_RETRY,
             summary="claim and analyse",
@@ -1167,6 +1174,11 @@ class ContactWorkflow:
                 + f", then in queue **{self._state.queue}**."
             )
         detail = f"**{status.value}** · #{self._state.reference}\n\n{words}"
+        if released := self._state.released:
+            detail += (
+                f"\n\nReleased from quarantine by {released.by} at "
+                f"{released.at:%Y-%m-%d %H:%M:%S} UTC (it was: {released.reason})"
+            )
         if self._state.auto_reply:
             detail += f"\n\nAutomatic reply: {self._state.auto_reply}"
         if self._state.last_error:

@@ -7,7 +7,7 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ParentClosePolicy
@@ -18,7 +18,6 @@ with workflow.unsafe.imports_passed_through():
     from ace_email.models import (
         AccountPolicy,
         ContactInput,
-        ContactStatus,
         MailboxHealth,
         MailboxInput,
         MailboxStatus,
@@ -218,19 +217,7 @@ class MailboxWorkflow:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 static_summary=_summary(headline),
                 memo={"from": headline.sender, "subject": headline.subject},
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.STATUS, ContactStatus.RECEIVED.value),
-                        SearchAttributePair(sa.ACCOUNT, self._policy.name),
-                        SearchAttributePair(sa.QUEUE, self._policy.queue),
-                        SearchAttributePair(sa.REFERENCE, ids.contact_reference(ref.key)),
-                        *(
-                            [SearchAttributePair(sa.MESSAGE_ID, ref.message_id[:500])]
-                            if ref.message_id
-                            else []
-                        ),
-                    ]
-                ),
+                search_attributes=sa.new_contact(self._policy.name, self._policy.queue, ref),
             )
         except WorkflowAlreadyStartedError:
             await self._hand_over_duplicate(headline, contact_id)
