@@ -73,7 +73,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import desk, ids, quarantine, routing_commands
+from ace_email import desk, ids, quarantine, readable, routing_commands
 from ace_email import search_attributes as sa
 from ace_email.exiting import run_then_exit
 from ace_email.models import (
@@ -692,8 +692,11 @@ def _describe_shown(shown: desk.ShownMessage) -> str:
 
 
 def _describe_contact(state: ContactState) -> str:
-    fields = state.model_dump(by_alias=True, exclude={"message"}, exclude_none=True)
-    return "\n".join(f"{key:>18}: {value}" for key, value in fields.items())
+    fields = state.model_dump(by_alias=True, exclude={"message"})
+    if state.message is not None:
+        where = state.message
+        fields["message"] = f"{where.folder} uid {where.uid}, {where.size} bytes"
+    return readable.record(fields)
 
 
 if __name__ == "__main__":

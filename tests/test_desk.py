@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from ace_email import ids, mime
 from ace_email.models import ContactStatus
-from ace_email.operations import Refused
+from ace_email.operations import Refused, contact_state
 from starter import main, sync
 from tests.conftest import Pipeline
 from tests.recording import record_history
@@ -128,6 +128,8 @@ async def test_a_work_item_without_a_reply_address_cannot_be_replied_to(
         assert again.status is ContactStatus.ASSIGNED
         (reply,) = await eventually(lambda: _messages(mail, CUSTOMER, 1))
         assert reply["To"] == CUSTOMER and reply["In-Reply-To"] is None
+        (note,) = (await contact_state(client, answered)).replies  # one email left: one note
+        assert note.message_id == reply["Message-ID"].strip()
 
         await close(pipeline, silent)
         nowhere = await work_item(pipeline, "Form: typo", reply_to="nobody@example.org")

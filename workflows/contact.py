@@ -854,8 +854,10 @@ class ContactWorkflow:
             self._state = self._state.model_copy(update={"last_error": _cause(err)})
             self._show()
             return self._state.last_error
-        note = ReplyNote(message_id=result.message_id, to=request.to, at=workflow.now())
-        replies = [*self._state.replies, note][-FOLLOW_UPS_SHOWN:]
+        replies = self._state.replies
+        if all(n.message_id != result.message_id for n in replies):  # the same text, sent once
+            note = ReplyNote(message_id=result.message_id, to=request.to, at=workflow.now())
+            replies = [*replies, note][-FOLLOW_UPS_SHOWN:]
         self._state = self._state.model_copy(update={"replies": replies, "last_error": None})
         self._show()
         if request.close:
