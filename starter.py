@@ -596,7 +596,8 @@ async def _run_desk(args: argparse.Namespace, client: Client, settings: Settings
                 "external_id": args.external_id,
                 "skills": args.skill,
                 "sender_name": args.sender_name,
-            }
+            },
+            settings,
         )
         pool = ImapPool(settings)
         try:

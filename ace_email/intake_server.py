@@ -135,7 +135,7 @@ class IntakeRequestHandler(JsonHandler):
 
     def _create(self, data: dict[str, object]) -> None:
         try:
-            created = self.server.create(parse_request(data))
+            created = self.server.create(parse_request(data, self.server.settings))
         except WorkItemInvalid as exc:
             problems = [{"field": f, "message": m} for f, m in exc.problems]
             self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(exc), "problems": problems})

@@ -78,10 +78,12 @@ class WorkItemInvalid(Exception):
         super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
 
 
-def parse_request(data: object) -> WorkItemRequest:
-    """A submission as the model; WorkItemInvalid names every field at fault."""
+def parse_request(data: object, settings: Settings | None = None) -> WorkItemRequest:
+    """A submission as the model; WorkItemInvalid names every field at fault at once, those
+    the configuration refuses (an unknown queue, say) beside those of the wrong form."""
+    problems: list[tuple[str, str]] = []
     try:
-        return WorkItemRequest.model_validate(data)
+        request = WorkItemRequest.model_validate(data)
     except ValidationError as exc:
         problems = [
             (
@@ -90,35 +92,58 @@ def parse_request(data: object) -> WorkItemRequest:
             )
             for error in exc.errors(include_url=False, include_input=False)
         ]
-        raise WorkItemInvalid(problems) from None
+    if settings is not None and isinstance(data, dict):
+        at_fault = {field for field, _ in problems}
+        fields = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+        problems += [
+            problem
+            for problem in _configuration_problems(
+                settings, fields.get("queue"), fields.get("channel", "workitem"), fields.get("body")
+            )
+            if problem[0] not in at_fault
+        ]
+    if problems:
+        raise WorkItemInvalid(problems)
+    return request
 
 
 def check_request(settings: Settings, request: WorkItemRequest) -> AccountSettings:
     """The account that will own it; WorkItemInvalid where the configuration does not allow it."""
-    queues = settings.queue_names()
-    if request.queue not in queues:
-        known = ", ".join(queues) or "none"
-        raise WorkItemInvalid([("queue", f"unknown queue {request.queue!r} (known: {known})")])
-    channels = [c.value for c in settings.queue_settings(request.queue).channels]
-    if request.channel not in channels:
-        raise WorkItemInvalid(
-            [
-                (
-                    "channel",
-                    f"queue {request.queue!r} takes {', '.join(channels)}, not "
-                    f"{request.channel} (its `channels` in the configuration)",
-                )
-            ]
-        )
-    limit = settings.intake.max_body_kb * 1024
-    if len(request.body.encode()) > limit:
-        raise WorkItemInvalid(
-            [("body", f"{len(request.body.encode())} bytes; at most {limit} (intake.max_body_kb)")]
-        )
+    problems = _configuration_problems(settings, request.queue, request.channel, request.body)
     account = settings.account_for_queue(request.queue)
-    if account is None:
-        raise WorkItemInvalid([("queue", f"no account answers for queue {request.queue!r}")])
+    if problems or account is None:
+        raise WorkItemInvalid(problems)
     return account
+
+
+def _configuration_problems(
+    settings: Settings, queue: object, channel: object, body: object
+) -> list[tuple[str, str]]:
+    """What the configuration refuses of these fields (each checked where it is a string)."""
+    problems: list[tuple[str, str]] = []
+    if isinstance(queue, str) and queue:
+        queues = settings.queue_names()
+        if queue not in queues:
+            known = ", ".join(queues) or "none"
+            problems.append(("queue", f"unknown queue {queue!r} (known: {known})"))
+        elif settings.account_for_queue(queue) is None:
+            problems.append(("queue", f"no account answers for queue {queue!r}"))
+        elif isinstance(channel, str) and channel in ("workitem", "social"):
+            channels = [c.value for c in settings.queue_settings(queue).channels]
+            if channel not in channels:
+                problems.append(
+                    (
+                        "channel",
+                        f"queue {queue!r} takes {', '.join(channels)}, not {channel} (its "
+                        "`channels` in the configuration)",
+                    )
+                )
+    limit = settings.intake.max_body_kb * 1024
+    if isinstance(body, str) and len(body.encode()) > limit:
+        problems.append(
+            ("body", f"{len(body.encode())} bytes; at most {limit} (intake.max_body_kb)")
+        )
+    return problems
 
 
 def work_item_key(account: str, request: WorkItemRequest) -> str:

@@ -137,6 +137,13 @@ async def test_the_endpoint_names_every_fault(endpoint: tuple[Pipeline, IntakeSe
     assert f"queue {mail_queue!r} takes email" in answer["error"]
     status, answer = await post(server, form(pipeline, queue="nowhere"))
     assert status == 400 and "unknown queue 'nowhere'" in answer["error"]
+    status, answer = await post(
+        server, form(pipeline, queue="nowhere", subject="", priority="high")
+    )
+    assert status == 400, answer
+    problems = {p["field"]: p["message"] for p in answer["problems"]}
+    assert problems.keys() == {"queue", "subject", "priority"}, "every fault at once"
+    assert problems["queue"].startswith("unknown queue 'nowhere' (known: ")
     status, answer = await post(server, form(pipeline, body="x" * 5000))
     assert status == 400 and answer["problems"][0]["field"] == "body"
     assert (await post(server, form(pipeline, body="x" * 20000)))[0] == 413
