@@ -53,9 +53,40 @@ async def connect(temporal: TemporalSettings) -> Client:
             data_converter=converter,
         )
     except (RuntimeError, RPCError, OSError) as exc:
-        raise TemporalUnavailable(
-            f"cannot reach Temporal at {temporal.address} (namespace {temporal.namespace}): {exc}"
-        ) from None
+        raise TemporalUnavailable(connect_failure(temporal, str(exc))) from None
+
+
+# What the client's transport says, and what it means for the person who runs the command.
+_CAUSES = (
+    (
+        ("connectionrefused", "connection refused"),
+        "nothing listens there (is the Temporal server running?)",
+    ),
+    (
+        ("dns error", "lookup address", "name or service not known"),
+        "that host name is not known (DNS)",
+    ),
+    (
+        ("h2 protocol", "http2", "frame_size", "invalid http"),
+        "something answers there, but not Temporal's gRPC (the Web UI's port, say)",
+    ),
+    (("timeout", "timed out", "deadline"), "no answer in time (a firewall, or a wrong port)"),
+    (("certificate", "tls", "ssl", "handshake"), "the TLS handshake failed"),
+)
+
+
+def connect_failure(temporal: TemporalSettings, detail: str) -> str:
+    """One line for a failed connection: the address, what went wrong, what to check."""
+    lowered = detail.lower()
+    cause = next(
+        (words for needles, words in _CAUSES if any(n in lowered for n in needles)),
+        detail.splitlines()[0][:300] if detail else "no reason given",
+    )
+    return (
+        f"cannot reach Temporal at {temporal.address} (namespace {temporal.namespace}): "
+        f"{cause}. Check temporal.address in the configuration "
+        "(or ACE_EMAIL_TEMPORAL__ADDRESS)."
+    )
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:

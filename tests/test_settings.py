@@ -163,7 +163,18 @@ def test_unreachable_temporal_is_a_clear_error(
         EXAMPLE.read_text().replace('address = "127.0.0.1:7233"', 'address = "127.0.0.1:1"')
     )
     assert asyncio.run(starter_main(["--config", str(config), "list"])) == 2
-    assert "cannot reach Temporal at 127.0.0.1:1" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "starter.py list: cannot reach Temporal at 127.0.0.1:1 (namespace default): nothing "
+        "listens there (is the Temporal server running?). Check temporal.address in the "
+        "configuration (or ACE_EMAIL_TEMPORAL__ADDRESS).\n"
+    )
+    config.write_text(
+        EXAMPLE.read_text().replace('address = "127.0.0.1:7233"', 'address = "nowhere.invalid:1"')
+    )
+    assert asyncio.run(starter_main(["--config", str(config), "list"])) == 2
+    said = capsys.readouterr().err
+    assert "nowhere.invalid:1 (namespace default): that host name is not known (DNS)." in said
+    assert "tonic" not in said and "Error(" not in said
 
 
 def test_files_the_configuration_names_are_checked_when_it_loads(
