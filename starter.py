@@ -117,7 +117,7 @@ async def sync(client: Client, settings: Settings) -> list[str]:
         workflow_id = ids.mailbox_workflow_id(account.name)
         configured.add(workflow_id)
         handle = client.get_workflow_handle(workflow_id)
-        running_digest = await _running_digest(handle)
+        running_digest, polled_with = await _running_digest(handle)
         if running_digest is None:
             await client.start_workflow(
                 MailboxWorkflow.run,
@@ -135,6 +135,11 @@ async def sync(client: Client, settings: Settings) -> list[str]:
             lines.append(f"{account.name}: reconfigured")
         else:
             lines.append(f"{account.name}: unchanged")
+        if changed := _endpoint_changes(polled_with, account.endpoints()):
+            lines.append(
+                f"{account.name}: {'; '.join(changed)}: workers read these at their start; "
+                "restart them (worker.py) to use the change"
+            )
     running = (
         'WorkflowType="MailboxWorkflow" AND ExecutionStatus="Running" '
         f'AND TaskQueue="{settings.temporal.task_queue}"'
@@ -152,17 +157,31 @@ def _mailbox_attributes(policy: AccountPolicy) -> TypedSearchAttributes:
     )
 
 
-async def _running_digest(handle: WorkflowHandle[Any, Any]) -> str | None:
+async def _running_digest(
+    handle: WorkflowHandle[Any, Any],
+) -> tuple[str | None, dict[str, str]]:
+    """The running poll loop's policy digest (None: none runs), and the endpoints its
+    workers last polled with."""
     try:
         description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            return None
+            return None, {}
         raise
     if description.status != WorkflowExecutionStatus.RUNNING:
-        return None
+        return None, {}
     digest = await description.memo_value("policy", default="")
-    return str(digest)
+    polled_with = await description.memo_value("connection", default={})
+    return str(digest), dict(polled_with) if isinstance(polled_with, dict) else {}
+
+
+def _endpoint_changes(polled_with: Mapping[str, str], configured: Mapping[str, str]) -> list[str]:
+    """What the configuration says otherwise than the workers that polled last use."""
+    return [
+        f"{key} {polled_with[key]} -> {value}"
+        for key, value in configured.items()
+        if key in polled_with and polled_with[key] != value
+    ]
 
 
 async def list_contacts(

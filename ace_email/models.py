@@ -216,6 +216,9 @@ class PollResult(Model):
     oldest_waiting_at: datetime | None = Field(
         default=None, description="arrival (INTERNALDATE) of the lowest UID waiting in the inbox"
     )
+    connection: dict[str, str] = Field(
+        default={}, description="the worker's IMAP and SMTP endpoints for the account, no secret"
+    )
 
 
 class WorkItem(Model):
@@ -459,6 +462,9 @@ class MailboxStatus(Model):
     failing_since: datetime | None = None
     next_poll_at: datetime | None = None
     stopping: bool = False
+    connection: dict[str, str] = Field(
+        default={}, description="the endpoints the last successful poll's worker uses"
+    )
 
     @property
     def health(self) -> MailboxHealth | None:

@@ -276,6 +276,19 @@ class AccountSettings(Section):
     imap: ImapSettings
     smtp: SmtpSettings
 
+    def endpoints(self) -> dict[str, str]:
+        """Where and how a worker connects for this account, without any secret: what a
+        worker reads at its start, and only a restart changes."""
+        found: dict[str, str] = {}
+        for protocol, credentials in (("imap", self.imap), ("smtp", self.smtp)):
+            settings = credentials.model_dump(
+                include={"host", "port", "security", "username", "auth", "tls_verify", "ca_file"}
+            )
+            found |= {
+                f"{protocol}.{k}": str(v) for k, v in sorted(settings.items()) if v is not None
+            }
+        return found
+
     @property
     def reply_from(self) -> str:
         return self.return_address or self.address

@@ -69,8 +69,9 @@ class MailboxActivities:
     def poll_mailbox(self, request: PollRequest) -> PollResult:
         """New messages since the cursor, as references; never moves or changes anything."""
         try:
+            endpoints = self._settings.account(request.account).endpoints()
             with self._pool.session(request.account) as session:
-                return _poll(session, request)
+                return _poll(session, request).model_copy(update={"connection": endpoints})
         except (ImapError, ConfigError, OSError, EOFError) as exc:  # the mailbox logs it once
             raise as_activity_error(exc, benign=True) from None
 

@@ -69,3 +69,34 @@ async def test_scripts_drive_a_contact_from_queue_to_delivery(
     )
     assert mailbox["health"] == "ok" and mailbox["last_success_at"]
     assert mailbox["waiting"] in (0, 1) and mailbox["lag_seconds"] >= 0
+
+
+async def test_sync_says_when_a_change_takes_a_worker_restart(
+    pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path / "ace-email.toml", pipeline.settings))
+    client = pipeline.client
+    assert await main(["--config", config, "sync"], client) == 0
+
+    async def polled() -> bool:
+        capsys.readouterr()
+        assert await main(["--config", config, "accounts", "--json"], client) == 0
+        (row,) = json.loads(capsys.readouterr().out)
+        return bool(row["last_success_at"] and row["connection"])
+
+    await eventually(polled)
+    capsys.readouterr()
+    assert await main(["--config", config, "sync"], client) == 0
+    assert capsys.readouterr().out.strip().endswith(f"{pipeline.account}: unchanged")
+
+    account = pipeline.settings.accounts[0]
+    port = account.imap.port
+    moved = account.model_copy(update={"imap": account.imap.model_copy(update={"port": port + 1})})
+    elsewhere = pipeline.settings.model_copy(update={"accounts": [moved]})
+    other = str(write_config(tmp_path / "moved.toml", elsewhere))
+    assert await main(["--config", other, "sync"], client) == 0
+    said = capsys.readouterr().out
+    assert (
+        f"{pipeline.account}: imap.port {port} -> {port + 1}: workers read these at their "
+        "start; restart them (worker.py) to use the change"
+    ) in said, said

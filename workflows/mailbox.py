@@ -33,6 +33,8 @@ with workflow.unsafe.imports_passed_through():
 MAX_POLLS_PER_RUN = 500
 # Health in the Web UI: the AceMailboxHealth search attribute and one-line current details.
 HEALTH_PATCH = "mailbox-health"
+# The endpoints the polling worker uses, in the memo: `starter.py sync` compares them.
+CONNECTION_PATCH = "connection-in-memo"
 
 
 @workflow.defn
@@ -163,6 +165,10 @@ class MailboxWorkflow:
             workflow.logger.warning("mailbox %s: poll failed: %s", self._policy.name, message)
             return False
         self._failures = 0
+        if result.connection and result.connection != self._status.connection:
+            self._status = self._status.model_copy(update={"connection": result.connection})
+            if workflow.patched(CONNECTION_PATCH):
+                workflow.upsert_memo({"connection": result.connection})
         await asyncio.gather(*(self._start_contact(m) for m in result.messages))
         self._status = self._status.model_copy(
             update={
