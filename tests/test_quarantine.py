@@ -88,7 +88,10 @@ async def test_junk_is_quarantined_listed_with_its_reason_and_released_by_an_ope
     )
     assert errors[2].endswith("no contact 'contact-nobody'")
     assert await main(["--config", config, "list", "--json"], client) == 0
-    listed_ids = [r["id"] for r in json.loads(capsys.readouterr().out)]
+    contacts = json.loads(capsys.readouterr().out)
+    listed_ids = [r["id"] for r in contacts]
+    started = [r["started"] for r in contacts]
+    assert started == sorted(started, reverse=True), "newest first"
     assert listed_ids.count(released) == 1, "one email, one contact, however often it ran"
     await record_history(client, released, "contact_released_from_quarantine")
 
