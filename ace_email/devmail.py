@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from ace_email.devstack import CATCH_ALL, DEFAULT_DATA_DIR
+from ace_email.devprocess import CATCH_ALL, DEFAULT_DATA_DIR
 from ace_email.settings import ConfigError, Settings, load_settings
 
 

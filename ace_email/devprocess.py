@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 RECORD = "stack.json"
+DEFAULT_DATA_DIR = Path(".data")
+CATCH_ALL = "catch-all@localhost"  # the local mail server's mailbox for every other address
 PR_SET_PDEATHSIG = 1
 
 

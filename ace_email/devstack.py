@@ -31,6 +31,8 @@ from ace_email import search_attributes as sa
 from ace_email.codec import new_key_text
 from ace_email.codec_server import codec_server
 from ace_email.devprocess import (
+    CATCH_ALL,
+    DEFAULT_DATA_DIR,
     DevPorts,
     StackInUse,
     StackRecord,
@@ -49,11 +51,9 @@ from activities import failure_logs
 
 log = logging.getLogger("ace_email.devstack")
 
-DEFAULT_DATA_DIR = Path(".data")
 PAYLOAD_KEY_ID = "local-1"
 SUPPORT = "support@example.com"
 CUSTOMER = "customer@example.org"
-CATCH_ALL = "catch-all@localhost"
 AGENTS = {"alice": ("Alice Andersson", "alice@example.com", 2), "bob": ("Bob Berg", None, 1)}
 SAMPLES_MARKER = "samples-sent"
 
@@ -333,7 +333,7 @@ def welcome(
     endpoint = f"{intake.url}/workitems" if intake else "not running (no [intake] token)"
     here = "" if data_dir == DEFAULT_DATA_DIR.resolve() else f" --data-dir {data_dir}"
     if samples_now:
-        samples = 'Four sample emails wait in queue "support" (two get an automatic reply).'
+        samples = 'Four sample emails wait in queue "support".'
     elif (data_dir / SAMPLES_MARKER).exists():
         samples = "The sample emails came on the first start; `starter.py list` shows them."
     else:

@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
 from ace_email import ids, mime
 from ace_email.codec import new_key_text
 from ace_email.settings import Settings
 from tests.conftest import Pipeline
-from tests.support import eventually, free_port, make_message, write_config
+from tests.routing_support import new_tag, routed_settings, routing_worker
+from tests.support import MailStack, eventually, free_port, make_message, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]
 
@@ -43,9 +45,20 @@ async def run_starter(config: Path, *args: str) -> tuple[int, str]:
     return process.returncode, err.decode(errors="replace")
 
 
+@pytest.mark.timeout(600)
 async def test_two_hundred_script_runs_end_with_their_own_status_while_mail_flows(
-    pipeline: Pipeline, tmp_path: Path
+    client: Client, mail: MailStack, temporal_address: str, tmp_path: Path
 ) -> None:
+    tag = new_tag()
+    bob = f"bob-{tag}"
+    settings = routed_settings(
+        mail, temporal_address, tag, queues=[{"name": f"support-{tag}"}], agents=[{"id": bob}]
+    )
+    async with routing_worker(client, mail, settings) as pipeline:
+        await _two_hundred_runs(pipeline, tmp_path, bob)
+
+
+async def _two_hundred_runs(pipeline: Pipeline, tmp_path: Path, bob: str) -> None:
     config = write_config(tmp_path / "ace-email.toml", pipeline.settings)
     account = pipeline.account
     assert (await run_starter(config, "sync"))[0] == 0
@@ -65,9 +78,9 @@ async def test_two_hundred_script_runs_end_with_their_own_status_while_mail_flow
         ("queues", "--json"),
         ("agents",),
         ("accounts", "--json"),
-        ("inbox", "bob"),
+        ("inbox", bob),
         ("poll-now", account),
-        ("agent", "not-ready", "bob"),
+        ("agent", "not-ready", bob),
         ("sync",),
         ("status", "contact-nobody-0"),
     ]
