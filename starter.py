@@ -73,18 +73,14 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import desk, ids, quarantine, readable, routing_commands
-from ace_email import search_attributes as sa
+from ace_email import desk, quarantine, readable, routing_commands
+from ace_email.contracts import ids
+from ace_email.contracts import search_attributes as sa
+from ace_email.contracts.base import policy_digest
+from ace_email.contracts.contact import AssignRequest, CommandResult, ContactState
+from ace_email.contracts.mailbox import AccountPolicy, MailboxInput
+from ace_email.contracts.queues import Presence
 from ace_email.exiting import run_then_exit
-from ace_email.models import (
-    AccountPolicy,
-    AssignRequest,
-    CommandResult,
-    ContactState,
-    MailboxInput,
-    Presence,
-    policy_digest,
-)
 from ace_email.operations import (
     RPC_TIMEOUT,
     Refused,

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ace_email.compose import build_auto_reply
-from ace_email.models import AccountPolicy, Analysis, Routing
+from ace_email.contracts.mailbox import AccountPolicy
+from ace_email.contracts.message import Analysis, Routing
 from ace_email.settings import AccountSettings
 from ace_email.templates import ReplyContext, TemplateSettings, render, template_named
 

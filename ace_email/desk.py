@@ -18,17 +18,12 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from ace_email import ids, mime
+from ace_email import mime
 from ace_email.compose import build_reply
-from ace_email.models import (
-    Attachment,
-    Channel,
-    CommandResult,
-    ContactState,
-    ContactStatus,
-    MessageRef,
-    ReplyRequest,
-)
+from ace_email.contracts import ids
+from ace_email.contracts.base import Channel
+from ace_email.contracts.contact import CommandResult, ContactState, ContactStatus, ReplyRequest
+from ace_email.contracts.message import Attachment, MessageRef
 from ace_email.operations import Refused, contact_state, contact_update, known_agent
 from ace_email.routing_commands import agent_status
 from ace_email.settings import AccountSettings, Settings

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from temporalio.common import SearchAttributeIndexedValueType
 
-from ace_email import search_attributes as sa
 from ace_email.codec import new_key_text
 from ace_email.codec_server import codec_server
+from ace_email.contracts import search_attributes as sa
 from ace_email.devprocess import (
     CATCH_ALL,
     DEFAULT_DATA_DIR,

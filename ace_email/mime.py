@@ -30,8 +30,9 @@ from html import unescape
 from typing import Any
 
 from ace_email.compose import LOOP_TOKEN
+from ace_email.contracts.base import LIST_LIMIT, SUMMARY_TEXT_LIMIT
+from ace_email.contracts.message import Address, Analysis, Attachment
 from ace_email.language import detect_language
-from ace_email.models import LIST_LIMIT, SUMMARY_TEXT_LIMIT, Address, Analysis, Attachment
 
 __all__ = [
     "analyse",
@@ -635,7 +636,7 @@ _AUTOREPLY_HEADERS = {
 }
 _LOOP_HEADER = re.compile(r"x-(?:.+-)?loop", re.IGNORECASE)
 _REPORT_TYPE = re.compile(r"report-type\s*=\s*\"?([\w.-]+)", re.IGNORECASE)
-# Message-IDs of ace-email's own outgoing mail (ace_email.ids): acknowledgements and resent mail.
+# Message-IDs of ace-email's own outgoing mail (ace_email.contracts.ids): acknowledgements and resent mail.
 _OWN_MESSAGE_ID = re.compile(
     r"<ace\.[0-9a-f]+\.(?:autoreply\.[^<>@\s]+|(?:resent|reply)\.[^<>@\s]+\.[^<>@\s]+)@[^<>@\s]+>",
     re.IGNORECASE,

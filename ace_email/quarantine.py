@@ -18,8 +18,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import search_attributes as sa
-from ace_email.models import ContactInput, ContactState, ContactStatus, QuarantineRelease
+from ace_email.contracts import search_attributes as sa
+from ace_email.contracts.contact import ContactInput, ContactState, ContactStatus, QuarantineRelease
 from ace_email.operations import RPC_TIMEOUT, Refused
 from ace_email.settings import ConfigError, Settings
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from ace_email.models import AgentPolicy, AgentView, Channel, Held, QueuePolicy, Waiting
+from ace_email.contracts.base import Channel
+from ace_email.contracts.queues import AgentPolicy, AgentView, Held, QueuePolicy, Waiting
 
 
 class DeliveryMode(StrEnum):

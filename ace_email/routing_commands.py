@@ -15,17 +15,10 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import ids
-from ace_email.models import (
-    AgentStatus,
-    CommandResult,
-    OfferAnswer,
-    Presence,
-    PresenceRequest,
-    QueueStatus,
-    TransferRequest,
-    policy_digest,
-)
+from ace_email.contracts import ids
+from ace_email.contracts.base import policy_digest
+from ace_email.contracts.contact import CommandResult, OfferAnswer, TransferRequest
+from ace_email.contracts.queues import AgentStatus, Presence, PresenceRequest, QueueStatus
 from ace_email.operations import (
     RPC_TIMEOUT,
     Refused,

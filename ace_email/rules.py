@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from ace_email.models import Address, Analysis, Routing
+from ace_email.contracts.message import Address, Analysis, Routing
 
 NO_TEMPLATE = "none"
 DEFAULT_RULE_NAME = "default"

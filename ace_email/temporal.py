@@ -15,8 +15,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RPCError
 
-from ace_email import search_attributes as sa
 from ace_email.codec import EncryptionCodec
+from ace_email.contracts import search_attributes as sa
 from ace_email.settings import EncryptionSettings, TemporalSettings
 
 

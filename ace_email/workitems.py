@@ -22,10 +22,12 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import ids
-from ace_email import search_attributes as sa
 from ace_email.compose import build_work_item
-from ace_email.models import Channel, ContactInput, ContactStatus, MessageRef, WorkItem
+from ace_email.contracts import ids
+from ace_email.contracts import search_attributes as sa
+from ace_email.contracts.base import Channel
+from ace_email.contracts.contact import ContactInput, ContactStatus, WorkItem
+from ace_email.contracts.message import MessageRef
 from ace_email.operations import RPC_TIMEOUT, Refused
 from ace_email.settings import AccountSettings, EmailAddress, Settings
 from activities.imap_session import ImapError, ImapPool, quote_string

@@ -16,8 +16,8 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import ids
-from ace_email.models import LedgerInput, ReserveReplyRequest, ReserveReplyResult
+from ace_email.contracts import ids
+from ace_email.contracts.ledger import LedgerInput, ReserveReplyRequest, ReserveReplyResult
 from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
 
 BUSY_RETRY_SECONDS = 20.0

@@ -9,9 +9,9 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import ids
-from ace_email import search_attributes as sa
-from ace_email.models import ContactStatus, FollowUpQuery, FollowUpTarget
+from ace_email.contracts import ids
+from ace_email.contracts import search_attributes as sa
+from ace_email.contracts.contact import ContactStatus, FollowUpQuery, FollowUpTarget
 from ace_email.settings import ConfigError, Settings
 
 OPEN_WHILE_RUNNING = {

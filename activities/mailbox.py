@@ -13,22 +13,17 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from ace_email import ids, mime
-from ace_email.models import (
-    AccountPolicy,
-    Analysis,
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts.mail_work import (
     ArchiveRequest,
     ClaimRequest,
     ClaimResult,
-    MailboxCursor,
-    MessageHeadline,
-    MessageRef,
     MoveRequest,
-    PollRequest,
-    PollResult,
-    Routing,
     SettleDuplicateRequest,
 )
+from ace_email.contracts.mailbox import AccountPolicy, MailboxCursor, PollRequest, PollResult
+from ace_email.contracts.message import Analysis, MessageHeadline, MessageRef, Routing
 from ace_email.rules import MessageFacts
 from ace_email.settings import AccountSettings, ConfigError, Settings
 from activities.imap_session import (

@@ -18,19 +18,20 @@ import aiosmtplib
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ace_email import ids, mime
+from ace_email import mime
 from ace_email.auto_reply import ReplyParts, compose_auto_reply
 from ace_email.compose import build_resent
-from ace_email.models import (
+from ace_email.contracts import ids
+from ace_email.contracts.base import Channel
+from ace_email.contracts.mail_work import (
     AutoReplyRequest,
     AutoReplyResult,
-    Channel,
     DeliverRequest,
     DeliverResult,
-    MessageRef,
     ReplyResult,
     SendReplyRequest,
 )
+from ace_email.contracts.message import MessageRef
 from ace_email.oauth2 import TOKENS, OAuth2Error, OAuth2Settings, TokenProvider, is_loopback
 from ace_email.settings import AccountSettings, AuthMethod, ConfigError, Security, Settings
 from ace_email.templates import template_named

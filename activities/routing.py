@@ -35,27 +35,24 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import ids
-from ace_email import search_attributes as sa
-from ace_email.models import (
+from ace_email.contracts import ids
+from ace_email.contracts import search_attributes as sa
+from ace_email.contracts.base import Model, policy_digest
+from ace_email.contracts.contact import OverflowNotice, RouteAnswer, RouteRequest
+from ace_email.contracts.queues import (
     AgentView,
     DispatchBatch,
     DispatchOutcome,
     DispatchResult,
     HeldCheck,
-    Model,
-    OverflowNotice,
     PersonalWait,
     QueueInput,
     Release,
     Reservation,
     ReservationAnswer,
-    RouteAnswer,
     RouteOrder,
-    RouteRequest,
     Waiting,
     WaitingBatch,
-    policy_digest,
 )
 from ace_email.settings import AgentSettings, ConfigError, Settings
 from activities.batching import Coalescer

@@ -9,7 +9,7 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from ace_email import search_attributes as sa
+from ace_email.contracts import search_attributes as sa
 from ace_email.devstack import TEMPORAL_TUNING
 
 

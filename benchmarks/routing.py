@@ -48,17 +48,17 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ace_email import ids
-from ace_email.exiting import run_then_exit
-from ace_email.models import (
+from ace_email.contracts import ids
+from ace_email.contracts.contact import RouteRequest
+from ace_email.contracts.queues import (
     Presence,
     QueueInput,
     QueuePolicy,
-    RouteRequest,
     Waiting,
     WaitingBatch,
     pack_waiting,
 )
+from ace_email.exiting import run_then_exit
 from ace_email.operations import Refused
 from ace_email.routing_commands import agents as agent_rows
 from ace_email.routing_commands import queue_status, set_presence

@@ -16,8 +16,9 @@ from temporalio import activity, workflow
 with workflow.unsafe.imports_passed_through():
     import aiosmtplib
 
-    from ace_email import ids
-    from ace_email.models import Release, RouteAnswer, RouteRequest, Waiting
+    from ace_email.contracts import ids
+    from ace_email.contracts.contact import RouteAnswer, RouteRequest
+    from ace_email.contracts.queues import Release, Waiting
     from activities.routing import EnqueueRequest, RoutingActivities
     from workflows import policies
     from workflows.messaging import signal_if_running

@@ -19,8 +19,8 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from ace_email import search_attributes as sa
 from ace_email.codec import EncryptionCodec, new_key_text, parse_keyring
+from ace_email.contracts import search_attributes as sa
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.settings import Settings
 from ace_email.temporal import encrypted_converter

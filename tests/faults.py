@@ -22,7 +22,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from ace_email import search_attributes as sa
+from ace_email.contracts import search_attributes as sa
 from ace_email.localmail import TrackedSMTP
 
 ROOT = Path(__file__).resolve().parents[1]

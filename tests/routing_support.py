@@ -15,12 +15,8 @@ from typing import Any
 
 from temporalio.client import Client
 
-from ace_email.models import (
-    AgentStatus,
-    CommandResult,
-    Presence,
-    QueueStatus,
-)
+from ace_email.contracts.contact import CommandResult
+from ace_email.contracts.queues import AgentStatus, Presence, QueueStatus
 from ace_email.routing_commands import (
     agent_status,
     answer_offer,

@@ -21,7 +21,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from ace_email import ids, mime
+from ace_email import mime
 from ace_email.codec import (
     ENCODING,
     KEY_ID_METADATA,
@@ -31,7 +31,8 @@ from ace_email.codec import (
     parse_keyring,
 )
 from ace_email.codec_server import CodecServer, codec_server
-from ace_email.models import ContactStatus
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactStatus
 from ace_email.settings import ConfigError, EncryptionSettings, Settings, TemporalSettings
 from ace_email.temporal import connect, data_converter
 from activities.imap_session import ImapPool

@@ -12,7 +12,8 @@ import pytest
 
 from ace_email.auto_reply import decide_auto_reply
 from ace_email.compose import LOOP_TOKEN, auto_reply_subject, build_auto_reply, build_resent
-from ace_email.models import AccountPolicy, Address, Analysis
+from ace_email.contracts.mailbox import AccountPolicy
+from ace_email.contracts.message import Address, Analysis
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

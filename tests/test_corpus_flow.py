@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ace_email import mime
-from ace_email import search_attributes as sa
+from ace_email.contracts import search_attributes as sa
 from ace_email.settings import Settings
 from starter import contact_state, sync
 from tests.conftest import CORPUS, Pipeline

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from ace_email import ids, mime
-from ace_email.models import ContactStatus
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactStatus
 from ace_email.operations import Refused, contact_state
 from starter import main, sync
 from tests.conftest import Pipeline

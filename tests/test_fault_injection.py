@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from ace_email import ids, mime
-from ace_email import search_attributes as sa
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts import search_attributes as sa
+from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from ace_email.models import ContactState, ContactStatus
 from ace_email.settings import Settings, load_settings
 from starter import Refused, assign, contact_state, poll_now, sync
 from tests.faults import (

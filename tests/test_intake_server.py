@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
+from ace_email.contracts.contact import ContactStatus
 from ace_email.intake_server import IntakeServer, intake_server
-from ace_email.models import ContactStatus
 from ace_email.settings import ConfigError, Settings
 from tests.conftest import Pipeline
 from tests.routing_support import new_tag, reach, routed_settings, routing_worker

@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from ace_email import ids, mime
-from ace_email import search_attributes as sa
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts import search_attributes as sa
+from ace_email.contracts.contact import ContactStatus
+from ace_email.contracts.mailbox import MailboxCursor, MailboxHealth, MailboxStatus
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from ace_email.models import ContactStatus, MailboxCursor, MailboxHealth, MailboxStatus
 from ace_email.settings import AccountSettings, Settings
 from activities.imap_session import ImapError, ImapPool
 from starter import contact_state, main, sync

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from ace_email.compose import LOOP_TOKEN
-from ace_email.ids import auto_reply_message_id, contact_reference, resent_message_id
+from ace_email.contracts.base import LIST_LIMIT, SUMMARY_TEXT_LIMIT
+from ace_email.contracts.ids import auto_reply_message_id, contact_reference, resent_message_id
+from ace_email.contracts.message import Analysis
 from ace_email.language import DEFAULT_LANGUAGES
 from ace_email.mime import (
     analyse,
@@ -26,7 +28,6 @@ from ace_email.mime import (
     message_key,
     subject_reference,
 )
-from ace_email.models import LIST_LIMIT, SUMMARY_TEXT_LIMIT, Analysis
 from tests.poison import JUNK
 
 JSON_LIMIT = 16 * 1024

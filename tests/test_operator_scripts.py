@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ace_email import ids, mime
+from ace_email import mime
+from ace_email.contracts import ids
 from starter import main
 from tests.conftest import Pipeline
 from tests.support import eventually, make_message, write_config

@@ -14,8 +14,10 @@ import pytest
 from imap_tools import MailBoxUnencrypted
 from temporalio.client import Client, WorkflowHandle
 
-from ace_email import ids, mime
-from ace_email.models import ContactState, ContactStatus, MailboxCursor, MailboxInput
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactState, ContactStatus
+from ace_email.contracts.mailbox import MailboxCursor, MailboxInput
 from starter import assign, contact_state, list_contacts, sync
 from tests.conftest import Pipeline
 from tests.recording import record_history

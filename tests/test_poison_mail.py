@@ -11,17 +11,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ace_email import ids, mime
-from ace_email.models import (
-    LIST_LIMIT,
-    SUMMARY_TEXT_LIMIT,
-    Address,
-    Analysis,
-    ClaimResult,
-    ContactState,
-    ContactStatus,
-    MessageRef,
-)
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts.base import LIST_LIMIT, SUMMARY_TEXT_LIMIT
+from ace_email.contracts.contact import ContactState, ContactStatus
+from ace_email.contracts.mail_work import ClaimResult
+from ace_email.contracts.message import Address, Analysis, MessageRef
 from ace_email.preview import preview
 from ace_email.rules import MessageFacts
 from ace_email.settings import Settings

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from ace_email import ids, mime
+from ace_email import mime
 from ace_email.codec import new_key_text
+from ace_email.contracts import ids
 from ace_email.settings import Settings
 from tests.conftest import Pipeline
 from tests.routing_support import new_tag, routed_settings, routing_worker

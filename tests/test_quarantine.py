@@ -14,8 +14,9 @@ from typing import cast
 import pytest
 from temporalio.client import WorkflowExecution
 
-from ace_email import ids, mime
-from ace_email.models import ContactStatus
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactStatus
 from ace_email.operations import newest_first
 from starter import main
 from tests.conftest import Pipeline

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-from ace_email.models import ContactState, ContactStatus, FollowUpNote, MessageRef, ReplyNote
+from ace_email.contracts.contact import ContactState, ContactStatus, FollowUpNote, ReplyNote
+from ace_email.contracts.message import MessageRef
 from starter import _describe_contact
 
 AT = datetime(2026, 12, 4, 14, 5, 6, 789, tzinfo=UTC)

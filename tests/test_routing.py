@@ -11,7 +11,7 @@ import asyncio
 import pytest
 from temporalio.client import Client
 
-from ace_email.models import ContactStatus
+from ace_email.contracts.contact import ContactStatus
 from ace_email.operations import contact_state
 from ace_email.routing_commands import queue_status
 from tests.recording import record_history
@@ -301,8 +301,8 @@ async def test_a_queue_carries_its_waiting_contacts_and_agents_through_continue_
     """A queue started to continue as new every few events keeps its order and its agents."""
     from datetime import UTC, datetime, timedelta
 
-    from ace_email import ids
-    from ace_email.models import QueueInput, Waiting
+    from ace_email.contracts import ids
+    from ace_email.contracts.queues import QueueInput, Waiting
     from workflows.queue import QueueWorkflow
 
     tag = new_tag()

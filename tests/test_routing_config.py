@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ace_email.models import Channel
+from ace_email.contracts.base import Channel
 from ace_email.settings import Settings
 
 

@@ -14,8 +14,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from ace_email import ids, mime
-from ace_email.models import ContactStatus
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactStatus
 from ace_email.operations import Refused
 from starter import sync
 from tests.conftest import Pipeline

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ace_email.models import AgentPolicy, AgentView, Channel, Held, QueuePolicy, Waiting
+from ace_email.contracts.base import Channel
+from ace_email.contracts.queues import AgentPolicy, AgentView, Held, QueuePolicy, Waiting
 from ace_email.routing import (
     DeliveryMode,
     delivery_mode,
@@ -155,7 +156,7 @@ def test_only_an_email_ever_goes_to_an_agents_own_mailbox() -> None:
 
 
 def test_waiting_contacts_pack_small_and_unpack_the_same() -> None:
-    from ace_email.models import pack_waiting, unpack_waiting
+    from ace_email.contracts.queues import pack_waiting, unpack_waiting
 
     entries = [waiting(f"contact-support-{n:020x}", priority=n % 3, age=n) for n in range(2000)]
     packed = pack_waiting(entries)

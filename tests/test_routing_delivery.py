@@ -9,8 +9,10 @@ from email.policy import default as default_policy
 import pytest
 from temporalio.client import Client
 
-from ace_email import ids, mime
-from ace_email.models import ContactStatus, Presence
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactStatus
+from ace_email.contracts.queues import Presence
 from ace_email.operations import Refused, contact_state
 from ace_email.routing_commands import contact_command, queue_status, transfer
 from starter import assign, sync

@@ -12,8 +12,9 @@ from datetime import datetime
 import pytest
 from temporalio.client import Client
 
-from ace_email import ids, mime
-from ace_email.models import ContactState, ContactStatus
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.operations import Refused, contact_state
 from ace_email.routing_commands import agents as agent_rows
 from starter import sync

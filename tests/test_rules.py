@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from ace_email.models import Analysis, Routing
+from ace_email.contracts.message import Analysis, Routing
 from ace_email.rules import (
     UTC_CALENDAR,
     Calendar,

@@ -24,10 +24,11 @@ from google.protobuf.message import Message as ProtoMessage
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
-from ace_email import desk, ids, mime
+from ace_email import desk, mime
 from ace_email.codec import EncryptionCodec
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from ace_email.models import ContactState, ContactStatus
 from ace_email.settings import Settings, load_settings
 from ace_email.temporal import connect, encryption_codec
 from ace_email.workitems import create_work_item, parse_request

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ace_email.models import Analysis
+from ace_email.contracts.message import Analysis
 from ace_email.rules import MessageFacts
 from ace_email.settings import ConfigError, load_settings
 from starter import main as starter_main

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ace_email import ids, mime
-from ace_email.models import ContactStatus
+from ace_email import mime
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactStatus
 from ace_email.settings import Settings
 from starter import assign, contact_state, sync
 from tests.conftest import Pipeline

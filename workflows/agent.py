@@ -18,14 +18,15 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from ace_email import ids, routing
-    from ace_email import search_attributes as sa
-    from ace_email.models import (
+    from ace_email import routing
+    from ace_email.contracts import ids
+    from ace_email.contracts import search_attributes as sa
+    from ace_email.contracts.base import Channel, policy_digest
+    from ace_email.contracts.queues import (
         AgentInput,
         AgentPolicy,
         AgentStatus,
         AgentView,
-        Channel,
         DispatchBatch,
         DispatchOutcome,
         Held,
@@ -38,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
         ReservationAnswer,
         RouteOrder,
         Withdrawal,
-        policy_digest,
     )
     from activities.routing import RoutingActivities
     from workflows import policies

@@ -15,7 +15,12 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from ace_email.models import LedgerEntry, LedgerInput, ReserveReplyRequest, ReserveReplyResult
+    from ace_email.contracts.ledger import (
+        LedgerEntry,
+        LedgerInput,
+        ReserveReplyRequest,
+        ReserveReplyResult,
+    )
 
 
 @workflow.defn

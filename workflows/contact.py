@@ -15,48 +15,42 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from ace_email import ids
-    from ace_email import search_attributes as sa
     from ace_email.auto_reply import decide_auto_reply
-    from ace_email.models import (
-        AccountPolicy,
-        Analysis,
-        ArchiveRequest,
+    from ace_email.contracts import ids
+    from ace_email.contracts import search_attributes as sa
+    from ace_email.contracts.base import Channel, Model
+    from ace_email.contracts.contact import (
         AssignRequest,
         AssignResult,
-        AutoReplyRequest,
-        Channel,
-        ClaimRequest,
         CommandResult,
         ContactInput,
         ContactState,
         ContactStatus,
-        DeliverRequest,
         FollowUp,
         FollowUpNote,
         FollowUpQuery,
         FollowUpTarget,
-        MessageRef,
-        Model,
-        MoveRequest,
         OfferAnswer,
         OverflowNotice,
-        PersonalWait,
-        Release,
         ReplyNote,
         ReplyRequest,
-        Reservation,
-        ReserveReplyRequest,
-        ReserveReplyResult,
         RouteAnswer,
         RouteRequest,
-        Routing,
+        TransferRequest,
+    )
+    from ace_email.contracts.ledger import ReserveReplyRequest, ReserveReplyResult
+    from ace_email.contracts.mail_work import (
+        ArchiveRequest,
+        AutoReplyRequest,
+        ClaimRequest,
+        DeliverRequest,
+        MoveRequest,
         SendReplyRequest,
         SettleDuplicateRequest,
-        TransferRequest,
-        Waiting,
-        Withdrawal,
     )
+    from ace_email.contracts.mailbox import AccountPolicy
+    from ace_email.contracts.message import Analysis, MessageRef, Routing
+    from ace_email.contracts.queues import PersonalWait, Release, Reservation, Waiting, Withdrawal
     from ace_email.routing import DeliveryMode, delivery_mode
     from activities.auto_reply_ledger import LedgerActivities
     from activities.follow_ups import FollowUpActivities

@@ -13,19 +13,19 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from ace_email import ids
-    from ace_email import search_attributes as sa
-    from ace_email.models import (
+    from ace_email.contracts import ids
+    from ace_email.contracts import search_attributes as sa
+    from ace_email.contracts.base import policy_digest
+    from ace_email.contracts.contact import ContactInput
+    from ace_email.contracts.mail_work import SettleDuplicateRequest
+    from ace_email.contracts.mailbox import (
         AccountPolicy,
-        ContactInput,
         MailboxHealth,
         MailboxInput,
         MailboxStatus,
-        MessageHeadline,
         PollRequest,
-        SettleDuplicateRequest,
-        policy_digest,
     )
+    from ace_email.contracts.message import MessageHeadline
     from activities.mailbox import MailboxActivities
     from workflows import policies
     from workflows.contact import ContactWorkflow

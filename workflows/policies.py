@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from ace_email.models import AccountPolicy
+from ace_email.contracts.mailbox import AccountPolicy
 
 PERMANENT_FAULTS = ["ConfigError", "MessageMissing", "SmtpRejected", "NotDeliverable"]
 

@@ -19,11 +19,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from ace_email import routing
-    from ace_email.models import (
+    from ace_email.contracts.base import policy_digest
+    from ace_email.contracts.contact import OverflowNotice
+    from ace_email.contracts.queues import (
         AgentView,
         DispatchBatch,
         DispatchOutcome,
-        OverflowNotice,
         QueuedContact,
         QueueInput,
         QueuePolicy,
@@ -33,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
         WaitingBatch,
         Withdrawal,
         pack_waiting,
-        policy_digest,
         unpack_waiting,
     )
     from activities.routing import AgentViewsRequest, OverflowBatch, RoutingActivities

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
-from ace_email import ids
-from ace_email.models import ContactStatus, MessageRef
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactStatus
+from ace_email.contracts.message import MessageRef
 
 STATUS = SearchAttributeKey.for_keyword("AceStatus")
 ACCOUNT = SearchAttributeKey.for_keyword("AceAccount")

@@ -1,0 +1,37 @@
+"""An account's automatic-reply ledger: its entries and a reservation's request and answer."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import Field
+
+from ace_email.contracts.base import Model
+
+
+class LedgerEntry(Model):
+    """One automatic reply reserved: for the per-sender and per-hour limits."""
+
+    contact_id: str
+    sender: str
+    at: datetime
+    keep_for: timedelta
+
+
+class LedgerInput(Model):
+    account: str
+    entries: list[LedgerEntry] = []
+    updates_per_run: int = Field(default=1000, description="continue-as-new after this many")
+
+
+class ReserveReplyRequest(Model):
+    account: str
+    contact_id: str
+    sender: str
+    per_sender_period: timedelta = timedelta(hours=24)
+    cap_per_hour: int = 100
+
+
+class ReserveReplyResult(Model):
+    allowed: bool
+    reason: str

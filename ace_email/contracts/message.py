@@ -1,0 +1,99 @@
+"""An email as workflows know it: where it is (a claim check), its headline, the summary its
+analysis makes, and the route the account's rules choose for it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from ace_email.contracts.base import Model
+
+
+class MessageRef(Model):
+    """A claim check: where a message lives on the account's IMAP server, and what it is."""
+
+    account: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    key: str = Field(description="content key: stable for the same email, distinct otherwise")
+    message_id: str | None = None
+    size: int = 0
+
+
+class MessageHeadline(Model):
+    """What the poller learns of a new message: its reference and a one-line summary."""
+
+    ref: MessageRef
+    sender: str = ""
+    subject: str = ""
+    arrived_at: datetime | None = Field(
+        default=None, description="when the mail server received it (INTERNALDATE)"
+    )
+
+
+class Address(Model):
+    name: str = ""
+    addr: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.addr}>" if self.name else self.addr
+
+
+class Attachment(Model):
+    filename: str | None = None
+    content_type: str = "application/octet-stream"
+    size: int = 0
+
+
+class Analysis(Model):
+    """A small summary of one email; never the body itself."""
+
+    sender: Address | None = Field(default=None, alias="from")
+    reply_to: list[Address] = []
+    to: list[Address] = []
+    cc: list[Address] = []
+    recipients_total: int = 0
+    subject: str = ""
+    date: datetime | None = None
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = []
+    size: int = 0
+    content_type: str = ""
+    attachments: list[Attachment] = []
+    automatic: bool = False
+    automatic_reasons: list[str] = []
+    language: str | None = Field(default=None, description="ISO 639-1 code; None if unsure")
+    spam: bool | None = Field(default=None, description="a spam header's verdict, if any")
+    spam_detail: str | None = None
+    reference: str | None = Field(
+        default=None, description="a contact reference [#REF] in the subject"
+    )
+    rule: str | None = Field(default=None, description="the rule that matched, or 'default'")
+    category: str | None = None
+    problems: list[str] = []
+    quarantine_reason: str | None = None
+
+    @property
+    def reply_address(self) -> str | None:
+        """Where a reply to the sender goes: Reply-To, else From."""
+        for address in [*self.reply_to, *([self.sender] if self.sender else [])]:
+            if address.addr:
+                return address.addr
+        return None
+
+
+class Routing(Model):
+    """What the account's rules made of one email: the first matching rule's actions."""
+
+    rule: str = Field(default="default", description="the rule's name, or 'default'")
+    queue: str
+    priority: int = 0
+    skills: list[str] = []
+    category: str | None = None
+    auto_reply_template: str | None = Field(
+        default=None, description="template of the automatic reply; None: no automatic reply"
+    )
+    quarantine_reason: str | None = None
