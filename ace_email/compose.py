@@ -11,7 +11,8 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
-LOOP_TOKEN = "ace-email"
+from ace_email.contracts.ids import LOOP_TOKEN
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _BODY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _INTERNATIONAL_ADDRESS = re.compile(r'[^\s"(),:;<>@\[\]\\]+@[^\s"(),:;<>@\[\]\\]+')

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.compose import build_reply
 from ace_email.contracts import ids
 from ace_email.contracts.base import Channel

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.auto_reply import ReplyParts, compose_auto_reply, decide_auto_reply
 from ace_email.contracts import ids
 from ace_email.contracts.message import Analysis, Routing

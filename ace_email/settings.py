@@ -34,13 +34,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ace_email.analysis.language import DEFAULT_LANGUAGES
 from ace_email.codec import KEY_ID_PATTERN, KeyringError, parse_keyring
 from ace_email.config_types import ReadableFile
 from ace_email.contracts.base import Channel
 from ace_email.contracts.mailbox import AccountPolicy
 from ace_email.contracts.message import Routing
 from ace_email.contracts.queues import AgentInput, AgentPolicy, QueuePolicy
-from ace_email.language import DEFAULT_LANGUAGES
 from ace_email.oauth2 import OAuth2Settings, is_loopback
 from ace_email.rules import (
     NO_TEMPLATE,

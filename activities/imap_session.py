@@ -26,7 +26,7 @@ from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError
 from imap_tools.imap_utf7 import utf7_decode, utf7_encode
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.contracts.message import MessageRef
 from ace_email.oauth2 import TOKENS, OAuth2Error, OAuth2Settings, TokenProvider, is_loopback
 from ace_email.settings import (

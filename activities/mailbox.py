@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.mail_work import (
     ArchiveRequest,

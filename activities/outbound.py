@@ -18,7 +18,7 @@ import aiosmtplib
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.auto_reply import ReplyParts, compose_auto_reply
 from ace_email.compose import build_resent
 from ace_email.contracts import ids

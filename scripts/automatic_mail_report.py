@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ace_email.mime import analyse
+from ace_email.analysis.mime import analyse
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 TRUE_LABELS = frozenset({"1", "true", "yes"})

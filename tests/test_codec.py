@@ -21,7 +21,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.codec import (
     ENCODING,
     KEY_ID_METADATA,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from ace_email.auto_reply import decide_auto_reply
-from ace_email.compose import LOOP_TOKEN, auto_reply_subject, build_auto_reply, build_resent
+from ace_email.compose import auto_reply_subject, build_auto_reply, build_resent
+from ace_email.contracts.ids import LOOP_TOKEN
 from ace_email.contracts.mailbox import AccountPolicy
 from ace_email.contracts.message import Address, Analysis
 

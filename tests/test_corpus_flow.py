@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.contracts import search_attributes as sa
 from ace_email.settings import Settings
 from starter import contact_state, sync

@@ -1,4 +1,5 @@
-"""Unit tests of ace_email.language: language detection among a contact centre's languages."""
+"""Unit tests of ace_email.analysis.language: language detection among a contact centre's
+languages."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ace_email.language import DEFAULT_LANGUAGES, detect_language, supported_languages
+from ace_email.analysis.language import DEFAULT_LANGUAGES, detect_language, supported_languages
 
 
 @pytest.mark.parametrize(

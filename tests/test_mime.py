@@ -1,4 +1,5 @@
-"""Unit tests of ace_email.mime: content key, headline, analysis, automatic mail, body text.
+"""Unit tests of ace_email.analysis.mime: content key, headline, analysis, automatic mail, body
+text.
 
 Small fixtures written here cover the core cases on any machine; the corpus tests run every
 real-world message in ../shared/corpus (skipped where that folder is absent).
@@ -15,12 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ace_email.compose import LOOP_TOKEN
-from ace_email.contracts.base import LIST_LIMIT, SUMMARY_TEXT_LIMIT
-from ace_email.contracts.ids import auto_reply_message_id, contact_reference, resent_message_id
-from ace_email.contracts.message import Analysis
-from ace_email.language import DEFAULT_LANGUAGES
-from ace_email.mime import (
+from ace_email.analysis.language import DEFAULT_LANGUAGES
+from ace_email.analysis.mime import (
     analyse,
     automatic_reasons,
     body_text,
@@ -28,6 +25,14 @@ from ace_email.mime import (
     message_key,
     subject_reference,
 )
+from ace_email.contracts.base import LIST_LIMIT, SUMMARY_TEXT_LIMIT
+from ace_email.contracts.ids import (
+    LOOP_TOKEN,
+    auto_reply_message_id,
+    contact_reference,
+    resent_message_id,
+)
+from ace_email.contracts.message import Analysis
 from tests.poison import JUNK
 
 JSON_LIMIT = 16 * 1024

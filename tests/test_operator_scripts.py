@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.contracts import ids
 from starter import main
 from tests.conftest import Pipeline

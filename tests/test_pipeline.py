@@ -14,7 +14,7 @@ import pytest
 from imap_tools import MailBoxUnencrypted
 from temporalio.client import Client, WorkflowHandle
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.contracts.mailbox import MailboxCursor, MailboxInput

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ace_email import mime
+from ace_email.analysis import mime
+from ace_email.analysis.mime.text import MAX_MIME_DEPTH
 from ace_email.contracts import ids
 from ace_email.contracts.base import LIST_LIMIT, SUMMARY_TEXT_LIMIT
 from ace_email.contracts.contact import ContactState, ContactStatus
@@ -232,9 +233,9 @@ def test_invalid_utf8_in_headers_is_decoded_leniently(poison: dict[str, bytes]) 
 def test_nesting_fifty_deep_is_read_to_a_bounded_depth(poison: dict[str, bytes]) -> None:
     analysis = mime.analyse(poison["nested-50"])
     assert analysis.subject == "Poison: forwarded fifty times"
-    assert 0 < len(analysis.attachments) <= mime.MAX_MIME_DEPTH
+    assert 0 < len(analysis.attachments) <= MAX_MIME_DEPTH
     assert {a.content_type for a in analysis.attachments} == {"message/rfc822"}
-    assert f"MIME nesting deeper than {mime.MAX_MIME_DEPTH} levels: not read" in analysis.problems
+    assert f"MIME nesting deeper than {MAX_MIME_DEPTH} levels: not read" in analysis.problems
 
 
 def test_a_zero_byte_message_has_one_stable_key(poison: dict[str, bytes]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.codec import new_key_text
 from ace_email.contracts import ids
 from ace_email.settings import Settings

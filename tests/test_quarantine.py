@@ -14,7 +14,7 @@ from typing import cast
 import pytest
 from temporalio.client import WorkflowExecution
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
 from ace_email.operations import newest_first

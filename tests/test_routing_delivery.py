@@ -9,7 +9,7 @@ from email.policy import default as default_policy
 import pytest
 from temporalio.client import Client
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
 from ace_email.contracts.queues import Presence

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 from temporalio.client import Client
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.operations import Refused, contact_state

@@ -24,7 +24,8 @@ from google.protobuf.message import Message as ProtoMessage
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
-from ace_email import desk, mime
+from ace_email import desk
+from ace_email.analysis import mime
 from ace_email.codec import EncryptionCodec
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactState, ContactStatus

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ace_email import mime
+from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
 from ace_email.settings import Settings

@@ -1,10 +1,12 @@
-"""Business-keyed identifiers: the same email always maps to the same contact."""
+"""Business-keyed identifiers: the same email always maps to the same contact; and the marks
+ace-email's own outgoing mail carries, by which it knows it again."""
 
 from __future__ import annotations
 
 import re
 
 CONTACT_KEY_LENGTH = 20
+LOOP_TOKEN = "ace-email"  # the X-Loop value of every message ace-email sends
 REFERENCE_LENGTH = 8
 
 
