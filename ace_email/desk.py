@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from ace_email.analysis import mime
-from ace_email.compose import build_reply
+from ace_email.compose.messages import build_reply
 from ace_email.contracts import ids
 from ace_email.contracts.base import Channel
 from ace_email.contracts.contact import CommandResult, ContactState, ContactStatus, ReplyRequest

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 
 from ace_email.analysis import mime
-from ace_email.auto_reply import ReplyParts, compose_auto_reply, decide_auto_reply
+from ace_email.compose.auto_reply import ReplyParts, compose_auto_reply
 from ace_email.contracts import ids
 from ace_email.contracts.message import Analysis, Routing
-from ace_email.rules import MessageFacts
+from ace_email.decisions.auto_reply import decide_auto_reply
+from ace_email.decisions.rules import MessageFacts
 from ace_email.settings import Settings
 
 
@@ -77,7 +78,7 @@ def preview(
                 "(unless the per-sender or hourly limit, or an open contact, stops it)"
             )
             reply = compose_auto_reply(
-                account,
+                account.reply_sender(),
                 settings.templates,
                 decision.template,
                 ReplyParts(

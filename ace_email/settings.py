@@ -36,13 +36,14 @@ from pydantic_settings import (
 
 from ace_email.analysis.language import DEFAULT_LANGUAGES
 from ace_email.codec import KEY_ID_PATTERN, KeyringError, parse_keyring
+from ace_email.compose.auto_reply import ReplySender
+from ace_email.compose.templates import BUILTIN_TEMPLATES, TemplateError, TemplateSettings
 from ace_email.config_types import ReadableFile
 from ace_email.contracts.base import Channel
 from ace_email.contracts.mailbox import AccountPolicy
 from ace_email.contracts.message import Routing
 from ace_email.contracts.queues import AgentInput, AgentPolicy, QueuePolicy
-from ace_email.oauth2 import OAuth2Settings, is_loopback
-from ace_email.rules import (
+from ace_email.decisions.rules import (
     NO_TEMPLATE,
     Calendar,
     MessageFacts,
@@ -55,7 +56,7 @@ from ace_email.rules import (
     template_choice,
     unknown,
 )
-from ace_email.templates import BUILTIN_TEMPLATES, TemplateError, TemplateSettings
+from ace_email.oauth2 import OAuth2Settings, is_loopback
 
 DEFAULT_CONFIG_PATH = Path("ace-email.toml")
 CONFIG_ENV_VAR = "ACE_EMAIL_CONFIG"
@@ -271,6 +272,16 @@ class AccountSettings(Section):
     max_message_mb: float = Field(default=40.0, gt=0)
     imap: ImapSettings
     smtp: SmtpSettings
+
+    def reply_sender(self) -> ReplySender:
+        """Whom the account's automatic replies speak for, as templates name it."""
+        office_hours = self.office_hours.describe(self.timezone) if self.office_hours else ""
+        return ReplySender(
+            account=self.name,
+            address=self.reply_from,
+            office_hours=office_hours,
+            response_time=self.response_time,
+        )
 
     def endpoints(self) -> dict[str, str]:
         """Where and how a worker connects for this account, without any secret: what a

@@ -24,7 +24,7 @@ from ace_email.contracts.mail_work import (
 )
 from ace_email.contracts.mailbox import AccountPolicy, MailboxCursor, PollRequest, PollResult
 from ace_email.contracts.message import Analysis, MessageHeadline, MessageRef, Routing
-from ace_email.rules import MessageFacts
+from ace_email.decisions.rules import MessageFacts
 from ace_email.settings import AccountSettings, ConfigError, Settings
 from activities.imap_session import (
     Fetched,

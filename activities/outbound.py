@@ -19,8 +19,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ace_email.analysis import mime
-from ace_email.auto_reply import ReplyParts, compose_auto_reply
-from ace_email.compose import build_resent
+from ace_email.compose.auto_reply import ReplyParts, compose_auto_reply
+from ace_email.compose.messages import build_resent
+from ace_email.compose.templates import template_named
 from ace_email.contracts import ids
 from ace_email.contracts.base import Channel
 from ace_email.contracts.mail_work import (
@@ -34,7 +35,6 @@ from ace_email.contracts.mail_work import (
 from ace_email.contracts.message import MessageRef
 from ace_email.oauth2 import TOKENS, OAuth2Error, OAuth2Settings, TokenProvider, is_loopback
 from ace_email.settings import AccountSettings, AuthMethod, ConfigError, Security, Settings
-from ace_email.templates import template_named
 from activities.imap_session import (
     ImapError,
     ImapPool,
@@ -73,7 +73,7 @@ class OutboundActivities:
                 if template.quote != "none":
                     original = await asyncio.to_thread(_original_text, session, request)
                 raw = compose_auto_reply(
-                    account,
+                    account.reply_sender(),
                     self._settings.templates,
                     request.template,
                     ReplyParts(

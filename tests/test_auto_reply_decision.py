@@ -3,10 +3,10 @@ Message-ID of ours belongs to."""
 
 from __future__ import annotations
 
-from ace_email.auto_reply import decide_auto_reply
 from ace_email.contracts import ids
 from ace_email.contracts.mailbox import AccountPolicy
 from ace_email.contracts.message import Address, Analysis, Routing
+from ace_email.decisions.auto_reply import decide_auto_reply
 
 POLICY = AccountPolicy(
     name="support",

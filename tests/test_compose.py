@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from ace_email.auto_reply import decide_auto_reply
-from ace_email.compose import auto_reply_subject, build_auto_reply, build_resent
+from ace_email.compose.messages import auto_reply_subject, build_auto_reply, build_resent
 from ace_email.contracts.ids import LOOP_TOKEN
 from ace_email.contracts.mailbox import AccountPolicy
 from ace_email.contracts.message import Address, Analysis
+from ace_email.decisions.auto_reply import decide_auto_reply
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -223,7 +223,7 @@ def test_auto_reply_decision() -> None:
 
 
 def test_an_agents_reply_is_threaded_and_not_marked_automatic() -> None:
-    from ace_email.compose import build_reply
+    from ace_email.compose.messages import build_reply
 
     raw = build_reply(
         from_address="support@example.com",

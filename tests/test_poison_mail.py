@@ -18,8 +18,8 @@ from ace_email.contracts.base import LIST_LIMIT, SUMMARY_TEXT_LIMIT
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.contracts.mail_work import ClaimResult
 from ace_email.contracts.message import Address, Analysis, MessageRef
+from ace_email.decisions.rules import MessageFacts
 from ace_email.preview import preview
-from ace_email.rules import MessageFacts
 from ace_email.settings import Settings
 from activities.imap_session import connect
 from activities.mailbox import locate

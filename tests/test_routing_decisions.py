@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from ace_email.contracts.base import Channel
 from ace_email.contracts.queues import AgentPolicy, AgentView, Held, QueuePolicy, Waiting
-from ace_email.routing import (
+from ace_email.decisions.matching import (
     DeliveryMode,
     delivery_mode,
     effective_priority,

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from ace_email.contracts.message import Analysis, Routing
-from ace_email.rules import (
+from ace_email.decisions.rules import (
     UTC_CALENDAR,
     Calendar,
     MessageFacts,

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ace_email.compose import build_auto_reply
-from ace_email.templates import (
+from ace_email.compose.messages import build_auto_reply
+from ace_email.compose.templates import (
     BUILTIN_TEMPLATES,
     ReplyContext,
     TemplateError,

@@ -18,7 +18,6 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from ace_email import routing
     from ace_email.contracts import ids
     from ace_email.contracts import search_attributes as sa
     from ace_email.contracts.base import Channel, policy_digest
@@ -40,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         RouteOrder,
         Withdrawal,
     )
+    from ace_email.decisions import matching
     from activities.routing import RoutingActivities
     from workflows import policies
     from workflows.messaging import signal_if_running
@@ -176,7 +176,7 @@ class AgentWorkflow:
             capacity=self._policy.capacity,
             channel_capacity=self._policy.channel_capacity,
             load=len(held),
-            load_by_channel=routing.load_by_channel(held),
+            load_by_channel=matching.load_by_channel(held),
             max_load=self._max_load,
             contacts_taken=self._taken,
             skills=self._policy.skills,
@@ -194,13 +194,13 @@ class AgentWorkflow:
         if missing:
             return f"agent {self._policy.id} lacks skills {sorted(missing)}"
         free, by_channel = self._free_for_queues()
-        if not routing.has_place(free, by_channel, reservation.channel):
+        if not matching.has_place(free, by_channel, reservation.channel):
             return f"agent {self._policy.id} has no free place for {reservation.channel.value}"
         return None
 
     def _free_for_queues(self) -> tuple[int, dict[Channel, int]]:
         """Places a queue may take: the personal waiting list comes first."""
-        free, by_channel = routing.free_places(self._policy, list(self._held.values()))
+        free, by_channel = matching.free_places(self._policy, list(self._held.values()))
         now = workflow.now()
         waiting = sum(1 for p in self._personal if p.until > now)
         return max(free - waiting, 0), by_channel
@@ -240,8 +240,8 @@ class AgentWorkflow:
             return
         orders: list[RouteOrder] = []
         for wait in list(self._personal):
-            free, by_channel = routing.free_places(self._policy, list(self._held.values()))
-            if not routing.has_place(free, by_channel, wait.channel):
+            free, by_channel = matching.free_places(self._policy, list(self._held.values()))
+            if not matching.has_place(free, by_channel, wait.channel):
                 continue
             self._personal.remove(wait)
             self._hold(

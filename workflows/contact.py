@@ -15,7 +15,6 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from ace_email.auto_reply import decide_auto_reply
     from ace_email.contracts import ids
     from ace_email.contracts import search_attributes as sa
     from ace_email.contracts.base import Channel, Model
@@ -51,7 +50,8 @@ with workflow.unsafe.imports_passed_through():
     from ace_email.contracts.mailbox import AccountPolicy
     from ace_email.contracts.message import Analysis, MessageRef, Routing
     from ace_email.contracts.queues import PersonalWait, Release, Reservation, Waiting, Withdrawal
-    from ace_email.routing import DeliveryMode, delivery_mode
+    from ace_email.decisions.auto_reply import decide_auto_reply
+    from ace_email.decisions.matching import DeliveryMode, delivery_mode
     from activities.auto_reply_ledger import LedgerActivities
     from activities.follow_ups import FollowUpActivities
     from activities.mailbox import MailboxActivities

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from ace_email import routing
     from ace_email.contracts.base import policy_digest
     from ace_email.contracts.contact import OverflowNotice
     from ace_email.contracts.queues import (
@@ -36,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         pack_waiting,
         unpack_waiting,
     )
+    from ace_email.decisions import matching
     from activities.routing import AgentViewsRequest, OverflowBatch, RoutingActivities
     from workflows import policies
 
@@ -156,7 +156,7 @@ class QueueWorkflow:
         if self._batches >= MAX_BATCHES_IN_FLIGHT:
             return
         now = workflow.now()
-        decisions = routing.match(self._waiting.values(), self._agents.values(), self._policy, now)
+        decisions = matching.match(self._waiting.values(), self._agents.values(), self._policy, now)
         if not decisions:
             return
         orders: list[RouteOrder] = []
@@ -208,7 +208,7 @@ class QueueWorkflow:
     async def _overflow(self) -> None:
         now = workflow.now()
         to_queue = self._policy.overflow_to
-        due = [e for e in self._waiting.values() if routing.overflow_due(e, self._policy, now)]
+        due = [e for e in self._waiting.values() if matching.overflow_due(e, self._policy, now)]
         if not due or to_queue is None:
             return
         for entry in due:
@@ -252,7 +252,7 @@ class QueueWorkflow:
         )
 
     def _status(self, now: datetime, head: int = HEAD_SHOWN) -> QueueStatus:
-        order = routing.queue_order(self._waiting.values(), self._policy, now) if head else []
+        order = matching.queue_order(self._waiting.values(), self._policy, now) if head else []
         ready = [a for a in self._agents.values() if a.ready]
         return QueueStatus(
             queue=self._policy.name,
@@ -268,7 +268,7 @@ class QueueWorkflow:
                 QueuedContact(
                     contact_id=e.contact_id,
                     priority=e.priority,
-                    effective_priority=routing.effective_priority(e, self._policy, now),
+                    effective_priority=matching.effective_priority(e, self._policy, now),
                     waiting_since=e.waiting_since,
                     entered_at=e.entered_at,
                     skills=e.skills,

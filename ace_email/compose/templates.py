@@ -22,7 +22,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ace_email.compose import body_text, one_line
+from ace_email.compose.messages import body_text, one_line
 
 Kind = Literal["text", "html"]
 QuotePlacement = Literal["none", "before", "after"]

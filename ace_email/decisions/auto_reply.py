@@ -6,15 +6,10 @@ that can be told from the email, its analysis and the account alone is decided h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
-from ace_email.compose import build_auto_reply
 from ace_email.contracts.mailbox import AccountPolicy
 from ace_email.contracts.message import Analysis, Routing
-from ace_email.settings import AccountSettings
-from ace_email.templates import ReplyContext, TemplateSettings, render, template_named
 
 
 @dataclass(frozen=True)
@@ -53,61 +48,3 @@ def decide_auto_reply(
     if to.lower() in own:
         return AutoReplyDecision(None, "not sent: the sender is one of our own addresses")
     return AutoReplyDecision(to, "to be sent", template)
-
-
-@dataclass(frozen=True)
-class ReplyParts:
-    """What an automatic reply says and whom it answers; rendered by `compose_auto_reply`."""
-
-    to: str
-    sender_name: str
-    subject: str
-    reference: str
-    queue: str
-    language: str | None
-    message_id: str
-    in_reply_to: str | None
-    references: list[str]
-
-
-def compose_auto_reply(
-    account: AccountSettings,
-    templates: Mapping[str, TemplateSettings],
-    template_name: str,
-    parts: ReplyParts,
-    *,
-    date: datetime,
-    original_text: str | None = None,
-) -> bytes:
-    """The automatic reply as bytes, from the named template in the email's language.
-
-    Raises ValueError (TemplateError) for a template that cannot render or an unusable address.
-    """
-    template = template_named(template_name, templates)
-    office_hours = account.office_hours.describe(account.timezone) if account.office_hours else ""
-    context = ReplyContext(
-        reference=parts.reference,
-        sender_name=parts.sender_name,
-        sender_address=parts.to,
-        subject=parts.subject,
-        queue=parts.queue,
-        office_hours=office_hours,
-        response_time=account.response_time,
-        account=account.name,
-        language=parts.language or "",
-    )
-    quoted = original_text if template.quote != "none" else None
-    rendered = render(template, parts.language, context, quoted, name=template_name)
-    return build_auto_reply(
-        from_address=account.reply_from,
-        to_address=parts.to,
-        to_name=parts.sender_name,
-        subject=parts.subject,
-        reference=parts.reference,
-        message_id=parts.message_id,
-        date=date,
-        in_reply_to=parts.in_reply_to,
-        references=parts.references,
-        text=rendered.text,
-        html=rendered.html,
-    )
