@@ -74,6 +74,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ace_email import desk, quarantine, readable, routing_commands
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings, load_settings
 from ace_email.contracts import ids
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.base import policy_digest
@@ -91,7 +93,6 @@ from ace_email.operations import (
     why_not_open,
 )
 from ace_email.preview import AnalysisPreview, preview
-from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect, ensure_search_attributes
 from ace_email.workitems import WorkItemInvalid, create_work_item, parse_request
 from activities.imap_session import ImapPool

@@ -18,8 +18,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings, load_settings
 from ace_email.exiting import run_then_exit
-from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect, ensure_search_attributes
 from activities import failure_logs
 from activities.auto_reply_ledger import LedgerActivities

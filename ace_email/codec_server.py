@@ -20,9 +20,10 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
 from ace_email.codec import EncryptionCodec, PayloadDecryptionError
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings, load_settings
 from ace_email.exiting import interrupt_on_stop_signals, run_then_exit
 from ace_email.http_service import JsonHandler, JsonService, configure_logging, service_arguments
-from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import encryption_codec
 
 log = logging.getLogger("ace_email.codec_server")

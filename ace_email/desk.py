@@ -20,13 +20,14 @@ from temporalio.client import Client
 
 from ace_email.analysis import mime
 from ace_email.compose.messages import build_reply
+from ace_email.config.accounts import AccountSettings
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.base import Channel
 from ace_email.contracts.contact import CommandResult, ContactState, ContactStatus, ReplyRequest
 from ace_email.contracts.message import Attachment, MessageRef
 from ace_email.operations import Refused, contact_state, contact_update, known_agent
 from ace_email.routing_commands import agent_status
-from ace_email.settings import AccountSettings, Settings
 from activities.imap_session import ImapError, ImapPool, quote_string
 from activities.mailbox import locate
 

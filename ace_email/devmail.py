@@ -23,8 +23,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings, load_settings
 from ace_email.devprocess import CATCH_ALL, DEFAULT_DATA_DIR
-from ace_email.settings import ConfigError, Settings, load_settings
 
 
 class DevMailError(Exception):

@@ -29,6 +29,8 @@ from temporalio.common import SearchAttributeIndexedValueType
 
 from ace_email.codec import new_key_text
 from ace_email.codec_server import codec_server
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings, load_settings
 from ace_email.contracts import search_attributes as sa
 from ace_email.devprocess import (
     CATCH_ALL,
@@ -45,7 +47,6 @@ from ace_email.exiting import run_then_exit
 from ace_email.intake_server import IntakeServer, intake_server
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.samples import sample_messages
-from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect
 from activities import failure_logs
 

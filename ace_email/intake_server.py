@@ -31,10 +31,11 @@ from http import HTTPStatus
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings, load_settings
 from ace_email.exiting import interrupt_on_stop_signals, run_then_exit
 from ace_email.http_service import JsonHandler, JsonService, configure_logging, service_arguments
 from ace_email.operations import Refused
-from ace_email.settings import ConfigError, Settings, load_settings
 from ace_email.temporal import TemporalUnavailable, connect
 from ace_email.workitems import (
     WorkItemCreated,

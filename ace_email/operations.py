@@ -18,9 +18,11 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from ace_email.config.base import ConfigError
+from ace_email.config.queues import AgentSettings
+from ace_email.config.settings import Settings
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.contact import ContactState
-from ace_email.settings import AgentSettings, ConfigError, Settings
 
 RPC_TIMEOUT = timedelta(seconds=10)
 

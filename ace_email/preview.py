@@ -12,11 +12,11 @@ from pydantic import BaseModel
 
 from ace_email.analysis import mime
 from ace_email.compose.auto_reply import ReplyParts, compose_auto_reply
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.message import Analysis, Routing
 from ace_email.decisions.auto_reply import decide_auto_reply
 from ace_email.decisions.rules import MessageFacts
-from ace_email.settings import Settings
 
 
 class AnalysisPreview(BaseModel):

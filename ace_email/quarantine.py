@@ -18,10 +18,11 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.contact import ContactInput, ContactState, ContactStatus, QuarantineRelease
 from ace_email.operations import RPC_TIMEOUT, Refused
-from ace_email.settings import ConfigError, Settings
 
 AT_ONCE = 16  # contacts read at the same time for a listing
 

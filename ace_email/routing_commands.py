@@ -15,6 +15,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from ace_email.config.queues import AgentSettings
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.base import policy_digest
 from ace_email.contracts.contact import CommandResult, OfferAnswer, TransferRequest
@@ -27,7 +29,6 @@ from ace_email.operations import (
     known_queue,
     no_answer,
 )
-from ace_email.settings import AgentSettings, Settings
 from activities.routing import agent_start_operation
 
 

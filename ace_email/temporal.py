@@ -16,8 +16,8 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.service import RPCError
 
 from ace_email.codec import EncryptionCodec
+from ace_email.config.temporal import EncryptionSettings, TemporalSettings
 from ace_email.contracts import search_attributes as sa
-from ace_email.settings import EncryptionSettings, TemporalSettings
 
 
 class TemporalUnavailable(Exception):

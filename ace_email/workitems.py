@@ -23,13 +23,15 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ace_email.compose.messages import build_work_item
+from ace_email.config.accounts import AccountSettings
+from ace_email.config.base import EmailAddress
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.base import Channel
 from ace_email.contracts.contact import ContactInput, ContactStatus, WorkItem
 from ace_email.contracts.message import MessageRef
 from ace_email.operations import RPC_TIMEOUT, Refused
-from ace_email.settings import AccountSettings, EmailAddress, Settings
 from activities.imap_session import ImapError, ImapPool, quote_string
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

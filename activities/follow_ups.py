@@ -9,10 +9,11 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.contact import ContactStatus, FollowUpQuery, FollowUpTarget
-from ace_email.settings import ConfigError, Settings
 
 OPEN_WHILE_RUNNING = {
     ContactStatus.RECEIVED,

@@ -27,16 +27,13 @@ from imap_tools.errors import MailboxLoginError
 from imap_tools.imap_utf7 import utf7_decode, utf7_encode
 
 from ace_email.analysis import mime
+from ace_email.config.accounts import AccountSettings
+from ace_email.config.base import ConfigError, is_loopback
+from ace_email.config.mail_servers import AuthMethod, ImapSettings, Security
+from ace_email.config.oauth2 import OAuth2Settings
+from ace_email.config.settings import Settings
 from ace_email.contracts.message import MessageRef
-from ace_email.oauth2 import TOKENS, OAuth2Error, OAuth2Settings, TokenProvider, is_loopback
-from ace_email.settings import (
-    AccountSettings,
-    AuthMethod,
-    ConfigError,
-    ImapSettings,
-    Security,
-    Settings,
-)
+from ace_email.mail.oauth2 import TOKENS, OAuth2Error, TokenProvider
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from ace_email.analysis import mime
+from ace_email.config.accounts import AccountSettings
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.mail_work import (
     ArchiveRequest,
@@ -25,7 +28,6 @@ from ace_email.contracts.mail_work import (
 from ace_email.contracts.mailbox import AccountPolicy, MailboxCursor, PollRequest, PollResult
 from ace_email.contracts.message import Analysis, MessageHeadline, MessageRef, Routing
 from ace_email.decisions.rules import MessageFacts
-from ace_email.settings import AccountSettings, ConfigError, Settings
 from activities.imap_session import (
     Fetched,
     ImapError,

@@ -22,6 +22,11 @@ from ace_email.analysis import mime
 from ace_email.compose.auto_reply import ReplyParts, compose_auto_reply
 from ace_email.compose.messages import build_resent
 from ace_email.compose.templates import template_named
+from ace_email.config.accounts import AccountSettings
+from ace_email.config.base import ConfigError, is_loopback
+from ace_email.config.mail_servers import AuthMethod, Security
+from ace_email.config.oauth2 import OAuth2Settings
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.base import Channel
 from ace_email.contracts.mail_work import (
@@ -33,8 +38,7 @@ from ace_email.contracts.mail_work import (
     SendReplyRequest,
 )
 from ace_email.contracts.message import MessageRef
-from ace_email.oauth2 import TOKENS, OAuth2Error, OAuth2Settings, TokenProvider, is_loopback
-from ace_email.settings import AccountSettings, AuthMethod, ConfigError, Security, Settings
+from ace_email.mail.oauth2 import TOKENS, OAuth2Error, TokenProvider
 from activities.imap_session import (
     ImapError,
     ImapPool,

@@ -35,6 +35,9 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from ace_email.config.base import ConfigError
+from ace_email.config.queues import AgentSettings
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.base import Model, policy_digest
@@ -54,7 +57,6 @@ from ace_email.contracts.queues import (
     Waiting,
     WaitingBatch,
 )
-from ace_email.settings import AgentSettings, ConfigError, Settings
 from activities.batching import Coalescer
 
 RPC_TIMEOUT = timedelta(seconds=10)

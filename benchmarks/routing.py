@@ -48,6 +48,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ace_email.config.queues import AgentSettings
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.contact import RouteRequest
 from ace_email.contracts.queues import (
@@ -62,7 +64,6 @@ from ace_email.exiting import run_then_exit
 from ace_email.operations import Refused
 from ace_email.routing_commands import agents as agent_rows
 from ace_email.routing_commands import queue_status, set_presence
-from ace_email.settings import AgentSettings, Settings
 from benchmarks.dev_server import start_dev_server
 from benchmarks.stand_in_contact import (
     Delivery,

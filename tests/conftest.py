@@ -20,9 +20,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from ace_email.codec import EncryptionCodec, new_key_text, parse_keyring
+from ace_email.config.settings import Settings
 from ace_email.contracts import search_attributes as sa
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from ace_email.settings import Settings
 from ace_email.temporal import encrypted_converter
 from activities.imap_session import ImapPool
 from companymail import stack as companymail

@@ -15,6 +15,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from ace_email.config.settings import Settings
 from ace_email.contracts.contact import CommandResult
 from ace_email.contracts.queues import AgentStatus, Presence, QueueStatus
 from ace_email.routing_commands import (
@@ -24,7 +25,6 @@ from ace_email.routing_commands import (
     queue_status,
     set_presence,
 )
-from ace_email.settings import Settings
 from ace_email.workitems import create_work_item, parse_request
 from activities.imap_session import ImapPool
 from tests.conftest import Pipeline

@@ -18,10 +18,10 @@ from imap_tools import MailBoxUnencrypted
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from ace_email.config.settings import Settings
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.localmail import LocalMailServer
 from ace_email.operations import Refused, contact_state
-from ace_email.settings import Settings
 from companymail.stack import CompanyMail
 
 T = TypeVar("T")

@@ -9,10 +9,10 @@ from email.message import Message
 import pytest
 from temporalio.client import Client
 
+from ace_email.config.settings import Settings
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.contracts.ids import ledger_workflow_id
 from ace_email.contracts.ledger import LedgerInput, ReserveReplyRequest, ReserveReplyResult
-from ace_email.settings import Settings
 from starter import Refused, assign, contact_state, sync
 from tests.conftest import Pipeline
 from tests.recording import record_history

@@ -31,9 +31,11 @@ from ace_email.codec import (
     parse_keyring,
 )
 from ace_email.codec_server import CodecServer, codec_server
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings
+from ace_email.config.temporal import EncryptionSettings, TemporalSettings
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
-from ace_email.settings import ConfigError, EncryptionSettings, Settings, TemporalSettings
 from ace_email.temporal import connect, data_converter
 from activities.imap_session import ImapPool
 from starter import assign, sync

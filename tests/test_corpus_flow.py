@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ace_email.analysis import mime
+from ace_email.config.settings import Settings
 from ace_email.contracts import search_attributes as sa
-from ace_email.settings import Settings
 from starter import contact_state, sync
 from tests.conftest import CORPUS, Pipeline
 from tests.support import eventually

@@ -19,12 +19,13 @@ import pytest
 from temporalio.client import Client
 
 from ace_email.analysis import mime
+from ace_email.config.accounts import AccountSettings
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.contact import ContactStatus
 from ace_email.contracts.mailbox import MailboxCursor, MailboxHealth, MailboxStatus
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from ace_email.settings import AccountSettings, Settings
 from activities.imap_session import ImapError, ImapPool
 from starter import contact_state, main, sync
 from tests.recording import record_history

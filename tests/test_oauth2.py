@@ -18,9 +18,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from ace_email.config.accounts import AccountSettings
+from ace_email.config.oauth2 import OAuth2Settings
+from ace_email.config.settings import Settings
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from ace_email.oauth2 import OAuth2Error, OAuth2Settings, TokenProvider
-from ace_email.settings import AccountSettings, Settings
+from ace_email.mail.oauth2 import OAuth2Error, TokenProvider
 from activities.imap_session import ImapError, ImapLoginError, connect
 from activities.outbound import smtp_connection
 from starter import sync

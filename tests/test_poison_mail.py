@@ -13,6 +13,7 @@ import pytest
 
 from ace_email.analysis import mime
 from ace_email.analysis.mime.text import MAX_MIME_DEPTH
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.base import LIST_LIMIT, SUMMARY_TEXT_LIMIT
 from ace_email.contracts.contact import ContactState, ContactStatus
@@ -20,7 +21,6 @@ from ace_email.contracts.mail_work import ClaimResult
 from ace_email.contracts.message import Address, Analysis, MessageRef
 from ace_email.decisions.rules import MessageFacts
 from ace_email.preview import preview
-from ace_email.settings import Settings
 from activities.imap_session import connect
 from activities.mailbox import locate
 from companymail.stack import CompanyMailError

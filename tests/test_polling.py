@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ace_email.config.settings import Settings
 from ace_email.contracts.mailbox import MailboxCursor, PollRequest
-from ace_email.settings import Settings
 from activities.imap_session import Fetched, ImapPool, ImapSession
 from activities.mailbox import _poll, fetched_prefix
 from tests.support import MailStack, make_message

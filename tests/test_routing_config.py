@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from ace_email.config.settings import Settings
 from ace_email.contracts.base import Channel
-from ace_email.settings import Settings
 
 
 def config(

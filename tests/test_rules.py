@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import load_settings
 from ace_email.contracts.message import Analysis, Routing
 from ace_email.decisions.rules import (
     UTC_CALENDAR,
@@ -22,7 +24,6 @@ from ace_email.decisions.rules import (
     TimeWindow,
     evaluate,
 )
-from ace_email.settings import ConfigError, load_settings
 
 WEDNESDAY_NOON = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 STOCKHOLM = ZoneInfo("Europe/Stockholm")

@@ -27,10 +27,10 @@ from temporalio.client import Client
 from ace_email import desk
 from ace_email.analysis import mime
 from ace_email.codec import EncryptionCodec
+from ace_email.config.settings import Settings, load_settings
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from ace_email.settings import Settings, load_settings
 from ace_email.temporal import connect, encryption_codec
 from ace_email.workitems import create_work_item, parse_request
 from activities.imap_session import ImapPool

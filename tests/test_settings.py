@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import load_settings
 from ace_email.contracts.message import Analysis
 from ace_email.decisions.rules import MessageFacts
-from ace_email.settings import ConfigError, load_settings
 from starter import main as starter_main
 from worker import main as worker_main
 

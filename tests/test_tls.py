@@ -18,8 +18,8 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
+from ace_email.config.accounts import AccountSettings
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from ace_email.settings import AccountSettings
 from activities.imap_session import ImapError, ImapTlsError, connect
 from activities.outbound import smtp_connection
 from tests.support import CUSTOMER, PASSWORD, MailStack, free_port, make_message

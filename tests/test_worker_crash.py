@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from ace_email.analysis import mime
+from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
-from ace_email.settings import Settings
 from starter import assign, contact_state, sync
 from tests.conftest import Pipeline
 from tests.support import (

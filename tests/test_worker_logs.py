@@ -62,7 +62,7 @@ def test_a_described_activity_failure_is_one_line_and_its_traceback_debug(
 async def test_a_failed_poll_is_one_line_with_the_account_and_the_cause(
     settings: object, client: Client, tmp_path: Path, level: str
 ) -> None:
-    from ace_email.settings import Settings
+    from ace_email.config.settings import Settings
 
     assert isinstance(settings, Settings)
     dead_port = free_port()

@@ -1,17 +1,11 @@
-"""OAuth2 access tokens for XOAUTH2 logins to IMAP and SMTP.
-
-`OAuth2Settings` is the `oauth2` table of an `[accounts.imap]` or `[accounts.smtp]` section.
-`TokenProvider` fetches access tokens from the token endpoint (client credentials or refresh
-token grant), keeps them in this worker process and fetches a new one before the old one
-expires. Tokens and secrets are never logged and never leave the worker.
-"""
+"""OAuth2 access tokens for XOAUTH2 logins: fetched from the provider's token endpoint, kept
+until shortly before they expire, shared by every session of a worker, and replaced when a
+server refuses one. Refusals are described by the field to fix; secrets never appear."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import os
 import threading
 import time
 import urllib.error
@@ -19,136 +13,15 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from pathlib import Path
-from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-
-from ace_email.config_types import ReadableFile
+from ace_email.config.base import ConfigError
+from ace_email.config.oauth2 import Grant, OAuth2Settings
 
 log = logging.getLogger(__name__)
-
-MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
-MICROSOFT_APP_SCOPE = "https://outlook.office365.com/.default"
-MICROSOFT_USER_SCOPE = (
-    "https://outlook.office.com/IMAP.AccessAsUser.All "
-    "https://outlook.office.com/SMTP.Send offline_access"
-)
-GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
-GOOGLE_SCOPE = "https://mail.google.com/"
 
 REFRESH_MARGIN_SECONDS = 60.0
 REFRESH_MARGIN_SHARE = 0.2
 DEFAULT_EXPIRES_IN = 3600.0
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class Grant(StrEnum):
-    CLIENT_CREDENTIALS = "client_credentials"
-    REFRESH_TOKEN = "refresh_token"
-
-
-class Provider(StrEnum):
-    MICROSOFT = "microsoft"
-    GOOGLE = "google"
-
-
-class OAuth2Settings(BaseModel):
-    """Where and how to get access tokens. `provider` fills in `token_url` and `scope`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    provider: Provider | None = None
-    tenant: str | None = Field(default=None, description="Microsoft 365 tenant id or domain")
-    token_url: str | None = None
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr | None = None
-    client_secret_env: str | None = None
-    client_secret_file: ReadableFile | None = None
-    grant: Grant = Grant.CLIENT_CREDENTIALS
-    refresh_token: SecretStr | None = None
-    refresh_token_env: str | None = None
-    refresh_token_file: ReadableFile | None = None
-    scope: str | None = None
-
-    @model_validator(mode="after")
-    def _complete(self) -> Self:
-        _at_most_one(self, "client_secret")
-        _at_most_one(self, "refresh_token")
-        has_refresh = any(
-            getattr(self, f"refresh_token{s}") is not None for s in ("", "_env", "_file")
-        )
-        if self.grant is Grant.REFRESH_TOKEN and not has_refresh:
-            raise ValueError(
-                "grant = refresh_token needs one of refresh_token, refresh_token_env, "
-                "refresh_token_file"
-            )
-        if self.grant is Grant.CLIENT_CREDENTIALS and has_refresh:
-            raise ValueError("a refresh token is only used with grant = refresh_token")
-        if self.provider is Provider.MICROSOFT and self.token_url is None:
-            if not self.tenant:
-                raise ValueError('provider = "microsoft" needs tenant (or token_url)')
-            self.token_url = MICROSOFT_TOKEN_URL.format(tenant=urllib.parse.quote(self.tenant))
-        if self.provider is Provider.GOOGLE and self.token_url is None:
-            self.token_url = GOOGLE_TOKEN_URL
-        if self.scope is None:
-            self.scope = _default_scope(self.provider, self.grant)
-        if self.token_url is None:
-            raise ValueError("token_url is required (or provider = microsoft | google)")
-        url = urllib.parse.urlsplit(self.token_url)
-        if url.scheme not in ("https", "http") or not url.hostname:
-            raise ValueError(f"token_url {self.token_url!r} is not an http(s) URL")
-        if url.scheme == "http" and not is_loopback(url.hostname):
-            raise ValueError(
-                f"token_url {self.token_url!r} would send the client secret unencrypted; use https"
-            )
-        return self
-
-    def secret(self, name: str) -> str | None:
-        """`client_secret` or `refresh_token`, read now from wherever the config says."""
-        value: SecretStr | None = getattr(self, name)
-        env: str | None = getattr(self, f"{name}_env")
-        path: Path | None = getattr(self, f"{name}_file")
-        if value is not None:
-            return value.get_secret_value()
-        if env is not None:
-            found = os.environ.get(env)
-            if found is None:
-                raise OAuth2Error(
-                    f"oauth2.{name}_env: environment variable {env} is not set", permanent=True
-                )
-            return found
-        if path is not None:
-            try:
-                return path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise OAuth2Error(
-                    f"oauth2.{name}_file: cannot read {path}: {exc.strerror}", permanent=True
-                ) from None
-        return None
-
-
-def _at_most_one(settings: OAuth2Settings, name: str) -> None:
-    given = [f for f in (name, f"{name}_env", f"{name}_file") if getattr(settings, f) is not None]
-    if len(given) > 1:
-        raise ValueError(f"give only one of {name}, {name}_env, {name}_file, not {given}")
-
-
-def _default_scope(provider: Provider | None, grant: Grant) -> str | None:
-    if provider is Provider.MICROSOFT:
-        return MICROSOFT_APP_SCOPE if grant is Grant.CLIENT_CREDENTIALS else MICROSOFT_USER_SCOPE
-    if provider is Provider.GOOGLE:
-        return GOOGLE_SCOPE
-    return None
 
 
 class OAuth2Error(Exception):
@@ -239,7 +112,7 @@ class TokenProvider:
         try:
             secret = settings.secret("client_secret")
             refresh = entry.rotated_refresh_token or settings.secret("refresh_token")
-        except OAuth2Error as exc:
+        except ConfigError as exc:
             raise OAuth2Error(f"{where}: {exc}", permanent=True) from None
         if secret is not None:
             form["client_secret"] = secret

@@ -1,0 +1,110 @@
+"""One mailbox account: its addresses, its servers, its automatic replies, and the rules that
+route its mail."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    Field,
+)
+
+from ace_email.compose.auto_reply import ReplySender
+from ace_email.config.base import EmailAddress, Section
+from ace_email.config.mail_servers import ImapSettings, SmtpSettings
+from ace_email.contracts.message import Routing
+from ace_email.decisions.rules import (
+    NO_TEMPLATE,
+    Calendar,
+    MessageFacts,
+    OfficeHours,
+    RoutingDefaults,
+    Rule,
+    TimeZoneName,
+    evaluate,
+    template_choice,
+)
+
+
+class AccountSettings(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    address: EmailAddress
+    return_address: EmailAddress | None = None
+    queue: str = Field(default="default", min_length=1)
+    priority: int = 0
+    skills: list[Annotated[str, Field(min_length=1)]] = []
+    auto_reply: bool = True
+    auto_reply_template: str = Field(
+        default="default", min_length=1, description=f'"{NO_TEMPLATE}": no automatic reply'
+    )
+    timezone: TimeZoneName = "UTC"
+    office_hours: OfficeHours | None = None
+    rules: list[Rule] = []
+    response_time: str = Field(
+        default="", max_length=200, description='told in automatic replies, e.g. "one working day"'
+    )
+    auto_reply_period_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="at most one automatic reply per sender in this period; 0: no such limit",
+    )
+    auto_reply_cap_per_hour: int = Field(
+        default=100, ge=0, description="at most this many automatic replies per hour"
+    )
+    follow_up_days: float = Field(
+        default=30.0, ge=0, description="a contact delivered to an agent takes follow-ups this long"
+    )
+    max_message_mb: float = Field(default=40.0, gt=0)
+    imap: ImapSettings
+    smtp: SmtpSettings
+
+    def reply_sender(self) -> ReplySender:
+        """Whom the account's automatic replies speak for, as templates name it."""
+        office_hours = self.office_hours.describe(self.timezone) if self.office_hours else ""
+        return ReplySender(
+            account=self.name,
+            address=self.reply_from,
+            office_hours=office_hours,
+            response_time=self.response_time,
+        )
+
+    def endpoints(self) -> dict[str, str]:
+        """Where and how a worker connects for this account, without any secret: what a
+        worker reads at its start, and only a restart changes."""
+        found: dict[str, str] = {}
+        for protocol, credentials in (("imap", self.imap), ("smtp", self.smtp)):
+            settings = credentials.model_dump(
+                include={"host", "port", "security", "username", "auth", "tls_verify", "ca_file"}
+            )
+            found |= {
+                f"{protocol}.{k}": str(v) for k, v in sorted(settings.items()) if v is not None
+            }
+        return found
+
+    @property
+    def reply_from(self) -> str:
+        return self.return_address or self.address
+
+    @property
+    def calendar(self) -> Calendar:
+        return Calendar(zone=ZoneInfo(self.timezone), office_hours=self.office_hours)
+
+    @property
+    def routing_defaults(self) -> RoutingDefaults:
+        return RoutingDefaults(
+            queue=self.queue,
+            priority=self.priority,
+            skills=tuple(self.skills),
+            auto_reply_template=template_choice(self.auto_reply_template),
+        )
+
+    def routing(self, facts: MessageFacts) -> Routing:
+        """Where this account's rules send one email.
+
+        With `auto_reply = false` no email gets an automatic reply, whatever the rules say.
+        """
+        routing = evaluate(self.rules, self.routing_defaults, facts, self.calendar)
+        if not self.auto_reply and routing.auto_reply_template is not None:
+            return routing.model_copy(update={"auto_reply_template": None})
+        return routing
