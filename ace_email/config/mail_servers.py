@@ -14,10 +14,9 @@ from pydantic import (
     model_validator,
 )
 
-from ace_email.config.base import Section, is_loopback
+from ace_email.config.base import ReadableFile, Section, is_loopback
 from ace_email.config.oauth2 import OAuth2Settings
 from ace_email.config.secrets import read_secret, sources_given
-from ace_email.config.types import ReadableFile
 
 
 class Security(StrEnum):

@@ -11,9 +11,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from ace_email.config.base import is_loopback
+from ace_email.config.base import ReadableFile, is_loopback
 from ace_email.config.secrets import read_secret, sources_given
-from ace_email.config.types import ReadableFile
 
 MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
 MICROSOFT_APP_SCOPE = "https://outlook.office365.com/.default"

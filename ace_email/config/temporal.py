@@ -11,9 +11,8 @@ from pydantic import (
 )
 
 from ace_email.codec import KEY_ID_PATTERN, KeyringError, parse_keyring
-from ace_email.config.base import ConfigError, Section
+from ace_email.config.base import ConfigError, ReadableFile, Section
 from ace_email.config.secrets import read_secret, sources_given
-from ace_email.config.types import ReadableFile
 
 
 class IntakeSettings(Section):
