@@ -83,6 +83,7 @@ from ace_email.contracts.contact import AssignRequest, CommandResult, ContactSta
 from ace_email.contracts.mailbox import AccountPolicy, MailboxInput
 from ace_email.contracts.queues import Presence
 from ace_email.exiting import run_then_exit
+from ace_email.mail.imap_pool import ImapPool
 from ace_email.operations import (
     RPC_TIMEOUT,
     Refused,
@@ -95,7 +96,6 @@ from ace_email.operations import (
 from ace_email.preview import AnalysisPreview, preview
 from ace_email.temporal import TemporalUnavailable, connect, ensure_search_attributes
 from ace_email.workitems import WorkItemInvalid, create_work_item, parse_request
-from activities.imap_session import ImapPool
 from workflows.contact import ContactWorkflow
 from workflows.mailbox import MailboxWorkflow, format_duration
 

@@ -26,10 +26,12 @@ from ace_email.contracts import ids
 from ace_email.contracts.base import Channel
 from ace_email.contracts.contact import CommandResult, ContactState, ContactStatus, ReplyRequest
 from ace_email.contracts.message import Attachment, MessageRef
+from ace_email.mail.errors import ImapError
+from ace_email.mail.imap import quote_string
+from ace_email.mail.imap_pool import ImapPool
+from ace_email.mail.store import locate
 from ace_email.operations import Refused, contact_state, contact_update, known_agent
 from ace_email.routing_commands import agent_status
-from activities.imap_session import ImapError, ImapPool, quote_string
-from activities.mailbox import locate
 
 SHOWN_HEADERS = ("From", "Reply-To", "To", "Cc", "Date", "Subject", "Message-ID")
 

@@ -242,7 +242,7 @@ async def run(data_dir: Path, ports: DevPorts, send_samples: bool, again: str) -
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # even where SIGINT came ignored
         loop.add_signal_handler(stop_signal, stop.set)
 
-    from activities.imap_session import ImapPool
+    from ace_email.mail.imap_pool import ImapPool
     from starter import sync
     from worker import build_worker
 

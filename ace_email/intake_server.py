@@ -35,6 +35,7 @@ from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
 from ace_email.exiting import interrupt_on_stop_signals, run_then_exit
 from ace_email.http_service import JsonHandler, JsonService, configure_logging, service_arguments
+from ace_email.mail.imap_pool import ImapPool
 from ace_email.operations import Refused
 from ace_email.temporal import TemporalUnavailable, connect
 from ace_email.workitems import (
@@ -44,7 +45,6 @@ from ace_email.workitems import (
     create_work_item,
     parse_request,
 )
-from activities.imap_session import ImapPool
 
 log = logging.getLogger("ace_email.intake_server")
 

@@ -31,8 +31,10 @@ from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.base import Channel
 from ace_email.contracts.contact import ContactInput, ContactStatus, WorkItem
 from ace_email.contracts.message import MessageRef
+from ace_email.mail.errors import ImapError
+from ace_email.mail.imap import quote_string
+from ace_email.mail.imap_pool import ImapPool
 from ace_email.operations import RPC_TIMEOUT, Refused
-from activities.imap_session import ImapError, ImapPool, quote_string
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 

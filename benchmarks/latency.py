@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ace_email.exiting import run_then_exit
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from activities.imap_session import ImapPool
+from ace_email.mail.imap_pool import ImapPool
 from benchmarks.dev_server import start_dev_server
 from starter import sync
 from tests.support import CUSTOMER, PASSWORD, MailStack, account_settings, free_port, make_message

@@ -23,8 +23,8 @@ from ace_email.codec import EncryptionCodec, new_key_text, parse_keyring
 from ace_email.config.settings import Settings
 from ace_email.contracts import search_attributes as sa
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
+from ace_email.mail.imap_pool import ImapPool
 from ace_email.temporal import encrypted_converter
-from activities.imap_session import ImapPool
 from companymail import stack as companymail
 from companymail.stack import CompanyMail
 from tests.support import (

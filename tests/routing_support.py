@@ -18,6 +18,7 @@ from temporalio.client import Client
 from ace_email.config.settings import Settings
 from ace_email.contracts.contact import CommandResult
 from ace_email.contracts.queues import AgentStatus, Presence, QueueStatus
+from ace_email.mail.imap_pool import ImapPool
 from ace_email.routing_commands import (
     agent_status,
     answer_offer,
@@ -26,7 +27,6 @@ from ace_email.routing_commands import (
     set_presence,
 )
 from ace_email.workitems import create_work_item, parse_request
-from activities.imap_session import ImapPool
 from tests.conftest import Pipeline
 from tests.support import MailStack, account_settings, eventually, wait_status
 from worker import ACTIVITY_THREADS, build_worker

@@ -36,8 +36,8 @@ from ace_email.config.settings import Settings
 from ace_email.config.temporal import EncryptionSettings, TemporalSettings
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
+from ace_email.mail.imap_pool import ImapPool
 from ace_email.temporal import connect, data_converter
-from activities.imap_session import ImapPool
 from starter import assign, sync
 from tests.support import AGENT_EMAIL, MailStack, make_message
 from tests.test_secret_scan import payloads_in, wait_status

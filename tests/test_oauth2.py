@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
 from ace_email.config.accounts import AccountSettings
 from ace_email.config.oauth2 import OAuth2Settings
 from ace_email.config.settings import Settings
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
+from ace_email.mail.errors import ImapError, ImapLoginError, MailError
+from ace_email.mail.imap import connect
 from ace_email.mail.oauth2 import OAuth2Error, TokenProvider
-from activities.imap_session import ImapError, ImapLoginError, connect
-from activities.outbound import smtp_connection
+from ace_email.mail.smtp import smtp_connection
 from starter import sync
 from tests.conftest import Pipeline
 from tests.support import (
@@ -374,11 +374,11 @@ async def test_a_server_refusing_fresh_tokens_gives_a_precise_error(
             "mailbox (permissions, scope)"
         )
         assert len(endpoint.requests) == 2
-        with pytest.raises(ApplicationError) as smtp_error:
+        with pytest.raises(MailError) as smtp_error:
             async with smtp_connection(account, tokens):
                 pass
-        assert smtp_error.value.type == "SmtpRejected"
-        assert "XOAUTH2 login as 'support@example.com' was refused" in smtp_error.value.message
+        assert smtp_error.value.kind == "SmtpRejected"
+        assert "XOAUTH2 login as 'support@example.com' was refused" in str(smtp_error.value)
         assert len(endpoint.requests) == 4
 
 
@@ -391,11 +391,11 @@ async def test_a_bad_client_secret_is_reported_per_protocol(
     assert str(imap_error.value).startswith(
         "m365: imap: imap.oauth2.client_id/client_secret: the token endpoint refused"
     )
-    with pytest.raises(ApplicationError) as smtp_error:
+    with pytest.raises(MailError) as smtp_error:
         async with smtp_connection(account, TokenProvider()):
             pass
-    assert smtp_error.value.type == "ConfigError" and smtp_error.value.non_retryable
-    assert smtp_error.value.message.startswith(
+    assert smtp_error.value.kind == "ConfigError" and smtp_error.value.permanent
+    assert str(smtp_error.value).startswith(
         "m365: smtp: smtp.oauth2.client_id/client_secret: the token endpoint refused"
     )
 
@@ -406,10 +406,10 @@ async def test_an_unreachable_token_endpoint_is_retried(mail: MailStack) -> None
     with pytest.raises(ImapError) as imap_error:
         await asyncio.to_thread(connect, account, TokenProvider())
     assert imap_error.value.transient and "unreachable" in str(imap_error.value)
-    with pytest.raises(ApplicationError) as smtp_error:
+    with pytest.raises(MailError) as smtp_error:
         async with smtp_connection(account, TokenProvider()):
             pass
-    assert smtp_error.value.type == "OAuth2Unavailable" and not smtp_error.value.non_retryable
+    assert smtp_error.value.kind == "OAuth2Unavailable" and not smtp_error.value.permanent
 
 
 @pytest.fixture

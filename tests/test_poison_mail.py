@@ -20,9 +20,9 @@ from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.contracts.mail_work import ClaimResult
 from ace_email.contracts.message import Address, Analysis, MessageRef
 from ace_email.decisions.rules import MessageFacts
+from ace_email.mail.imap import connect
+from ace_email.mail.store import locate
 from ace_email.preview import preview
-from activities.imap_session import connect
-from activities.mailbox import locate
 from companymail.stack import CompanyMailError
 from starter import contact_state, sync
 from tests.conftest import Pipeline

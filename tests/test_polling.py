@@ -6,8 +6,10 @@ from typing import Any
 
 from ace_email.config.settings import Settings
 from ace_email.contracts.mailbox import MailboxCursor, PollRequest
-from activities.imap_session import Fetched, ImapPool, ImapSession
-from activities.mailbox import _poll, fetched_prefix
+from ace_email.mail.imap import Fetched, ImapSession
+from ace_email.mail.imap_pool import ImapPool
+from ace_email.mail.intake import poll
+from ace_email.mail.store import fetched_prefix
 from tests.support import MailStack, make_message
 
 
@@ -50,12 +52,12 @@ async def test_an_email_listed_but_not_fetched_is_handed_over_on_the_next_poll(
             session.select(request.folder, readonly=True, refresh=True)
             uids = session.search("ALL")
             assert len(uids) == 3
-            first = _poll(LosesOneBody(session, uids[1]), request)  # type: ignore[arg-type]
+            first = poll(LosesOneBody(session, uids[1]), request)  # type: ignore[arg-type]
             assert [m.ref.uid for m in first.messages] == uids[:1]
             assert first.cursor.last_uid == uids[0]
             assert not first.more, "a server that keeps failing is not polled in a hot loop"
 
-            second = _poll(session, request.model_copy(update={"cursor": first.cursor}))
+            second = poll(session, request.model_copy(update={"cursor": first.cursor}))
             assert [m.ref.uid for m in second.messages] == uids[1:]
             assert second.cursor.last_uid == uids[2]
     finally:

@@ -31,9 +31,9 @@ from ace_email.config.settings import Settings, load_settings
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
+from ace_email.mail.imap_pool import ImapPool
 from ace_email.temporal import connect, encryption_codec
 from ace_email.workitems import create_work_item, parse_request
-from activities.imap_session import ImapPool
 from starter import assign, sync
 from tests.support import (
     AGENT_EMAIL,

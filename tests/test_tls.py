@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
-from temporalio.exceptions import ApplicationError
 
 from ace_email.config.accounts import AccountSettings
 from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from activities.imap_session import ImapError, ImapTlsError, connect
-from activities.outbound import smtp_connection
+from ace_email.mail.errors import ImapError, ImapTlsError, MailError
+from ace_email.mail.imap import connect
+from ace_email.mail.smtp import smtp_connection
 from tests.support import CUSTOMER, PASSWORD, MailStack, free_port, make_message
 
 SUPPORT = "support@example.com"
@@ -264,13 +264,13 @@ async def test_an_unknown_ca_fails_with_account_host_port_and_reason(
     assert "ca_file" in message
     assert imap_error.value.transient
 
-    with pytest.raises(ApplicationError) as smtp_error:
+    with pytest.raises(MailError) as smtp_error:
         async with smtp_connection(settings):
             pass
-    assert smtp_error.value.type == "SmtpTlsError"
-    assert not smtp_error.value.non_retryable
-    assert smtp_error.value.message.startswith(f"secure: SMTP localhost:{stack.smtp_port}: ")
-    assert "unable to get local issuer certificate" in smtp_error.value.message
+    assert smtp_error.value.kind == "SmtpTlsError"
+    assert not smtp_error.value.permanent
+    assert str(smtp_error.value).startswith(f"secure: SMTP localhost:{stack.smtp_port}: ")
+    assert "unable to get local issuer certificate" in str(smtp_error.value)
 
 
 async def test_without_ca_file_the_system_trust_store_refuses_a_private_ca(
@@ -279,7 +279,7 @@ async def test_without_ca_file_the_system_trust_store_refuses_a_private_ca(
     settings = account(implicit_tls, security="ssl")
     with pytest.raises(ImapTlsError, match="unable to get local issuer certificate"):
         await asyncio.to_thread(connect, settings)
-    with pytest.raises(ApplicationError, match="unable to get local issuer certificate"):
+    with pytest.raises(MailError, match="unable to get local issuer certificate"):
         async with smtp_connection(settings):
             pass
 
@@ -297,10 +297,10 @@ async def test_a_certificate_for_another_host_name_is_refused(
     with pytest.raises(ImapTlsError) as imap_error:
         await asyncio.to_thread(connect, settings)
     assert "IP address mismatch, certificate is not valid for '127.0.0.1'" in str(imap_error.value)
-    with pytest.raises(ApplicationError) as smtp_error:
+    with pytest.raises(MailError) as smtp_error:
         async with smtp_connection(settings):
             pass
-    assert "IP address mismatch" in smtp_error.value.message
+    assert "IP address mismatch" in str(smtp_error.value)
 
 
 async def test_tls_verify_false_is_allowed_towards_loopback(implicit_tls: MailStack) -> None:
@@ -363,11 +363,11 @@ async def test_a_server_without_starttls_gets_no_credentials(mail: MailStack) ->
             "If the port speaks TLS from the start, set imap.security = 'ssl'"
         )
 
-        with pytest.raises(ApplicationError) as smtp_error:
+        with pytest.raises(MailError) as smtp_error:
             async with smtp_connection(settings):
                 pass
-        assert smtp_error.value.type == "SmtpTlsError"
-        assert f"SMTP 127.0.0.1:{smtp.port} does not offer STARTTLS" in smtp_error.value.message
+        assert smtp_error.value.kind == "SmtpTlsError"
+        assert f"SMTP 127.0.0.1:{smtp.port} does not offer STARTTLS" in str(smtp_error.value)
 
     assert PASSWORD.encode() not in imap.sent and b"LOGIN" not in imap.sent.upper()
     assert PASSWORD.encode() not in smtp.sent and b"AUTH" not in smtp.sent.upper()
@@ -432,7 +432,7 @@ async def test_the_workers_refuse_plaintext_even_if_validation_was_bypassed() ->
         await asyncio.to_thread(connect, settings)
     assert not imap_error.value.transient
     assert "imap.allow_plaintext" in str(imap_error.value)
-    with pytest.raises(ApplicationError) as smtp_error:
+    with pytest.raises(MailError) as smtp_error:
         async with smtp_connection(settings):
             pass
-    assert smtp_error.value.type == "ConfigError" and smtp_error.value.non_retryable
+    assert smtp_error.value.kind == "ConfigError" and smtp_error.value.permanent

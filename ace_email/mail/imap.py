@@ -1,24 +1,15 @@
-"""IMAP sessions, pooled per account within a worker process.
-
-A login costs far more than a command (≈90 ms of server CPU on a small server), so a worker
-keeps a few logged-in sessions per account and lends them to activities one at a time.
-imap-tools does the connecting and logging in; the commands that must be exact (UID MOVE,
-UID SEARCH, UID FETCH, APPEND) are issued on its imaplib client directly.
-"""
+"""One logged-in IMAP session: connecting (TLS, STARTTLS, XOAUTH2) and the exact commands
+ace-email issues (UID SEARCH, FETCH, MOVE, APPEND), on imap-tools' imaplib client."""
 
 from __future__ import annotations
 
-import asyncio
 import imaplib
 import logging
-import queue
 import re
 import socket
-import ssl
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -28,11 +19,11 @@ from imap_tools.imap_utf7 import utf7_decode, utf7_encode
 
 from ace_email.analysis import mime
 from ace_email.config.accounts import AccountSettings
-from ace_email.config.base import ConfigError, is_loopback
+from ace_email.config.base import is_loopback
 from ace_email.config.mail_servers import AuthMethod, ImapSettings, Security
 from ace_email.config.oauth2 import OAuth2Settings
-from ace_email.config.settings import Settings
 from ace_email.contracts.message import MessageRef
+from ace_email.mail.errors import ImapError, ImapLoginError, ImapTlsError, tls_failure
 from ace_email.mail.oauth2 import TOKENS, OAuth2Error, TokenProvider
 
 log = logging.getLogger(__name__)
@@ -41,21 +32,7 @@ _FETCH_UID = re.compile(rb"UID (\d+)")
 _FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _FETCH_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 _FETCH_INTERNALDATE = re.compile(rb'INTERNALDATE "[^"]+"')
-SESSION_WAIT_SECONDS = 600.0
-SLOT_CHECK_SECONDS = 0.2
 _COPYUID = re.compile(rb"COPYUID (\d+) ([\d:,]+) ([\d:,]+)")
-
-
-class ImapError(Exception):
-    """The server refused a command; `transient` says whether trying again may help."""
-
-    def __init__(self, message: str, *, transient: bool = True) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
-class ImapLoginError(ImapError):
-    pass
 
 
 @dataclass
@@ -255,191 +232,6 @@ def _new_uid(client: imaplib.IMAP4, data: Sequence[object], old_uid: int) -> tup
     return None
 
 
-class ImapPool:
-    """Logged-in sessions per account, reused across activities in this worker.
-
-    An account whose server refuses or never answers holds at most one thread: while its
-    last attempt failed, one activity at a time tries again and the others fail at once with
-    that error instead of queueing behind it (Temporal retries them with back-off).
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._idle: dict[str, queue.LifoQueue[ImapSession]] = {}
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._lock = threading.Lock()
-        self._connecting: dict[str, threading.Lock] = {}
-        self._failing: dict[str, ImapError] = {}
-
-    def _account(self, name: str) -> AccountSettings:
-        return self._settings.account(name)
-
-    def _queues(
-        self, account: AccountSettings
-    ) -> tuple[queue.LifoQueue[ImapSession], threading.BoundedSemaphore]:
-        with self._lock:
-            if account.name not in self._idle:
-                self._idle[account.name] = queue.LifoQueue()
-                self._slots[account.name] = threading.BoundedSemaphore(
-                    account.imap.sessions_per_worker
-                )
-            return self._idle[account.name], self._slots[account.name]
-
-    def failure(self, account_name: str) -> ImapError | None:
-        """The error of the account's last connection attempt, while it keeps failing."""
-        return self._failing.get(account_name)
-
-    def _fail_fast(self, account_name: str) -> None:
-        if (failure := self._failing.get(account_name)) is not None:
-            raise type(failure)(str(failure), transient=failure.transient)
-
-    @contextmanager
-    def session(self, account_name: str) -> Iterator[ImapSession]:
-        account = self._account(account_name)
-        idle, slots = self._queues(account)
-        seen = self._failing.get(account_name)
-        waited = 0.0
-        while not slots.acquire(timeout=SLOT_CHECK_SECONDS):
-            self._fail_fast(account_name)
-            waited += SLOT_CHECK_SECONDS
-            if waited > SESSION_WAIT_SECONDS:
-                raise ImapError(f"{account_name}: no IMAP session came free in this worker")
-        try:
-            try:
-                session = idle.get_nowait()
-            except queue.Empty:
-                session = self._connect(account, seen)
-            with _returned_to(idle, session):
-                yield session
-        finally:
-            slots.release()
-
-    def _connect(self, account: AccountSettings, seen: ImapError | None) -> ImapSession:
-        """A new session whose account folders are known to exist.
-
-        Connections of one account are made one at a time, so this worker never sends two
-        concurrent CREATEs for the same folder (some servers fail one of them). `seen` is the
-        account's failure when the caller arrived: one recorded since fails the caller too.
-        """
-        with self._lock:
-            connecting = self._connecting.setdefault(account.name, threading.Lock())
-        if self._failing.get(account.name) is None:
-            connecting.acquire()
-        elif not connecting.acquire(blocking=False):
-            self._fail_fast(account.name)
-        failure = self._failing.get(account.name)
-        if failure is not None and failure is not seen:
-            connecting.release()
-            self._fail_fast(account.name)
-        try:
-            session = self._login(account)
-        except ImapError as exc:
-            self._failing[account.name] = exc
-            raise
-        finally:
-            connecting.release()
-        self._failing.pop(account.name, None)
-        return session
-
-    def _login(self, account: AccountSettings) -> ImapSession:
-        """Connect, log in and create the folders; any fault becomes an ImapError naming the
-        account and the server, never the password."""
-        imap = account.imap
-        where = f"{imap.host}:{imap.port}"
-        try:
-            session = connect(account)
-            session.ensure_folders(
-                [
-                    imap.processing_folder,
-                    imap.archive_folder,
-                    imap.quarantine_folder,
-                    imap.sent_folder,
-                    imap.workitem_folder,
-                    imap.outbox_folder,
-                ]
-            )
-            return session
-        except ImapError as exc:
-            raise type(exc)(_without_secret(imap, str(exc)), transient=exc.transient) from None
-        except ConfigError as exc:
-            raise ImapError(f"{account.name}: imap.{exc}", transient=False) from None
-        except (OSError, EOFError, imaplib.IMAP4.error) as exc:
-            detail = _without_secret(imap, str(exc) or type(exc).__name__)
-            raise ImapError(f"{account.name}: IMAP {where} failed during login: {detail}") from None
-
-    @asynccontextmanager
-    async def lease(self, account_name: str) -> AsyncIterator[ImapSession]:
-        """A session for async activities, used through `asyncio.to_thread`.
-
-        Waiting for a free session happens on the event loop, never on a thread: the threads
-        that run the IMAP commands of sessions already lent must always be free to do so.
-        Holding one session through a whole send keeps the record of it (a move or an
-        append) one command after the SMTP server's answer.
-        """
-        account = self._account(account_name)
-        idle, slots = self._queues(account)
-        seen = self._failing.get(account_name)
-        waited = 0.0
-        while not slots.acquire(blocking=False):
-            self._fail_fast(account_name)
-            if waited > SESSION_WAIT_SECONDS:
-                raise ImapError(f"{account_name}: no IMAP session came free in this worker")
-            await asyncio.sleep(0.02)
-            waited += 0.02
-        try:
-            try:
-                session = idle.get_nowait()
-            except queue.Empty:
-                session = await asyncio.to_thread(self._connect, account, seen)
-            with _returned_to(idle, session):
-                yield session
-        finally:
-            slots.release()
-
-    def close_all(self) -> None:
-        with self._lock:
-            for idle in self._idle.values():
-                while True:
-                    try:
-                        _close_quietly(idle.get_nowait())
-                    except queue.Empty:
-                        break
-
-
-@contextmanager
-def _returned_to(idle: queue.LifoQueue[ImapSession], session: ImapSession) -> Iterator[None]:
-    """Give a lent session back to the pool, or drop it if its connection failed."""
-    try:
-        yield
-    except (OSError, imaplib.IMAP4.abort, ssl.SSLError, EOFError):
-        _close_quietly(session)
-        raise
-    except BaseException:
-        session.selected = None
-        idle.put(session)
-        raise
-    else:
-        idle.put(session)
-
-
-def _without_secret(imap: ImapSettings, text: str) -> str:
-    with suppress(ConfigError):
-        if secret := imap.secret():
-            return text.replace(secret, "***")
-    return text
-
-
-def _close_quietly(session: ImapSession) -> None:
-    """Drop a connection without LOGOUT: waiting for a server's goodbye only delays shutdown."""
-    with suppress(Exception):
-        session.client.shutdown()
-
-
-class ImapTlsError(ImapError):
-    """TLS could not be set up as configured; nothing was sent. Retried: the fix (a renewed
-    certificate, STARTTLS switched back on, a corrected config) needs no change to contacts."""
-
-
 class _StartTlsMailBox(MailBoxStartTls):
     """STARTTLS or nothing: a server that does not offer it gets no command, let alone a login."""
 
@@ -467,21 +259,6 @@ def _mailbox(imap: ImapSettings) -> BaseMailBox:
             imap.host, imap.port, timeout=imap.timeout_seconds, ssl_context=imap.tls_context()
         )
     return MailBoxUnencrypted(imap.host, imap.port, timeout=imap.timeout_seconds)
-
-
-def tls_failure(what: str, exc: BaseException) -> str | None:
-    """A precise description of a TLS fault in `exc` or its causes, None if it is none."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return (
-                f"{what}: TLS certificate verification failed: {seen.verify_message}; trust "
-                "the CA that signed the server's certificate with ca_file, or fix the certificate"
-            )
-        if isinstance(seen, ssl.SSLError):
-            return f"{what}: TLS handshake failed: {seen.reason or seen}"
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def connect(account: AccountSettings, tokens: TokenProvider = TOKENS) -> ImapSession:

@@ -1,0 +1,177 @@
+"""Mail coming in: the new messages of an inbox since a cursor, as claim checks; and a message
+claimed: analysed, routed by the account's rules, and moved out of the inbox to processing,
+or to quarantine with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from ace_email.analysis import mime
+from ace_email.config.accounts import AccountSettings
+from ace_email.contracts import ids
+from ace_email.contracts.mail_work import ClaimRequest, ClaimResult
+from ace_email.contracts.mailbox import AccountPolicy, MailboxCursor, PollRequest, PollResult
+from ace_email.contracts.message import Analysis, MessageHeadline, MessageRef, Routing
+from ace_email.decisions.rules import MessageFacts
+from ace_email.mail.errors import ImapError, MailError
+from ace_email.mail.imap import Fetched, ImapSession
+from ace_email.mail.store import fetched_prefix, locate, move
+
+log = logging.getLogger(__name__)
+
+
+class MessageNotFound(MailError):
+    """The message a claim check names is in none of the folders it may be in."""
+
+    kind = "MessageNotFound"
+
+
+def poll(session: ImapSession, request: PollRequest) -> PollResult:
+    uidvalidity = session.select(request.folder, readonly=True, refresh=True)
+    cursor = request.cursor
+    if cursor.uidvalidity != uidvalidity:
+        if cursor.uidvalidity:
+            log.warning(
+                "%s: UIDVALIDITY of %s changed %s -> %s; re-reading the folder (contacts are "
+                "keyed by content, so none is created twice)",
+                request.account,
+                request.folder,
+                cursor.uidvalidity,
+                uidvalidity,
+            )
+        cursor = MailboxCursor(uidvalidity=uidvalidity, last_uid=0)
+    waiting = session.search("UNDELETED")
+    new_uids = [uid for uid in waiting if uid > cursor.last_uid]
+    sizes = session.fetch(new_uids[: request.max_messages], "(UID RFC822.SIZE)")
+    batch: list[int] = []
+    total = 0
+    for uid in new_uids[: request.max_messages]:
+        size = sizes[uid].size if uid in sizes else 0
+        if batch and total + size > request.max_bytes:
+            break
+        batch.append(uid)
+        total += size
+    contents = session.fetch(batch, "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[])")
+    for fetched in contents.values():
+        if fetched.size and not fetched.raw:  # a truncated read would key the wrong contact
+            raise ImapError(
+                f"{request.account}: uid {fetched.uid} in {request.folder!r} came back empty "
+                f"({fetched.size} bytes expected); will try again"
+            )
+    ready = fetched_prefix(batch, contents)
+    if len(ready) < len(batch):
+        log.warning(
+            "%s: uid %s in %r is listed but did not come back; polling it again",
+            request.account,
+            batch[len(ready)],
+            request.folder,
+        )
+    headlines = [
+        _headline(request.account, request.folder, uidvalidity, contents[uid]) for uid in ready
+    ]
+    last_uid = ready[-1] if ready else cursor.last_uid
+    return PollResult(
+        cursor=MailboxCursor(uidvalidity=uidvalidity, last_uid=max(last_uid, cursor.last_uid)),
+        messages=headlines,
+        more=len(ready) == len(batch) < len(new_uids),
+        waiting=len(waiting),
+        oldest_waiting_at=_arrived_at(session, waiting[0]) if waiting else None,
+    )
+
+
+def _arrived_at(session: ImapSession, uid: int) -> datetime | None:
+    """When the server received a message (its INTERNALDATE), for the mailbox's lag."""
+    found = session.fetch([uid], "(UID INTERNALDATE)").get(uid)
+    return found.arrived_at if found else None
+
+
+def _headline(account: str, folder: str, uidvalidity: int, fetched: Fetched) -> MessageHeadline:
+    sender, subject, message_id = mime.headline(fetched.raw)
+    ref = fetched.ref(account, folder, uidvalidity, message_id)
+    return MessageHeadline(ref=ref, sender=sender, subject=subject, arrived_at=fetched.arrived_at)
+
+
+def claim(
+    session: ImapSession, request: ClaimRequest, account: AccountSettings, languages: list[str]
+) -> ClaimResult:
+    ref, policy = request.ref, request.policy
+    found = locate(session, ref, [ref.folder, policy.processing_folder, policy.quarantine_folder])
+    if found is None:
+        raise MessageNotFound(
+            f"{ref.account}: message uid {ref.uid} to claim is not in {ref.folder!r}"
+        )
+    where, raw = found
+    analysis = _analyse(raw, where, policy, languages)
+    if request.released:  # an operator's word overrides analysis and rules
+        analysis = analysis.model_copy(update={"quarantine_reason": None})
+    routing: Routing | None = None
+    if analysis.quarantine_reason is None:
+        routing = _route(raw, analysis, account, request.received_at)
+        by_rule = routing.quarantine_reason if not request.released else None
+        analysis = analysis.model_copy(
+            update={
+                "rule": routing.rule,
+                "category": routing.category,
+                "quarantine_reason": f"rule '{routing.rule}': {by_rule}" if by_rule else None,
+            }
+        )
+    claimable = {policy.inbox_folder}
+    if request.released:
+        claimable.add(policy.quarantine_folder)
+    if where.folder not in claimable:  # claimed already, by an earlier try
+        return ClaimResult(ref=where, analysis=analysis, routing=routing)
+    session.select(where.folder)
+    target = policy.quarantine_folder if analysis.quarantine_reason else policy.processing_folder
+    moved = move(session, where, target)
+    if analysis.quarantine_reason:
+        log.warning(
+            "%s: %s (uid %s, %s bytes) moved to %s: %s",
+            ref.account,
+            ids.contact_workflow_id(ref.account, ref.key),
+            where.uid,
+            analysis.size,
+            target,
+            analysis.quarantine_reason,
+        )
+    return ClaimResult(ref=moved, analysis=analysis, routing=routing)
+
+
+def _route(
+    raw: bytes, analysis: Analysis, account: AccountSettings, received_at: datetime | None
+) -> Routing:
+    """The account's rules applied; a rule that cannot be evaluated routes to the default."""
+    facts = MessageFacts(
+        analysis=analysis,
+        received_at=received_at or datetime.now(UTC),
+        body=mime.body_text(raw),
+        headers=mime.decoded_header_fields(raw),
+        to=mime.header_addresses(raw, "To"),
+        cc=mime.header_addresses(raw, "Cc"),
+    )
+    try:
+        return account.routing(facts)
+    except Exception as exc:  # a rule bug must not wedge the contact: route by default
+        log.exception("%s: rules failed on %s", account.name, analysis.message_id)
+        defaults = account.routing_defaults
+        return Routing(
+            rule=f"default (rules failed: {type(exc).__name__})",
+            queue=defaults.queue,
+            priority=defaults.priority,
+            skills=list(defaults.skills),
+            auto_reply_template=defaults.auto_reply_template if account.auto_reply else None,
+        )
+
+
+def _analyse(raw: bytes, ref: MessageRef, policy: AccountPolicy, languages: list[str]) -> Analysis:
+    try:
+        return mime.analyse(
+            raw,
+            own_addresses=policy.own_addresses,
+            max_bytes=policy.max_message_bytes,
+            languages=languages,
+        )
+    except Exception as exc:  # a parser bug must not wedge the contact: keep the mail safe
+        log.exception("%s: analysis of uid %s failed", ref.account, ref.uid)
+        return Analysis(size=len(raw), quarantine_reason=f"analysis failed: {type(exc).__name__}")
