@@ -57,7 +57,7 @@ def ensure_environment() -> None:
 def ensure_company_mail() -> None:
     """Dovecot and Postfix for the tests against the company mail stack: installed here when
     missing and this is root on Debian; otherwise those tests are skipped and say why."""
-    from companymail import stack
+    from devtools.companymail import stack
 
     reason = stack.unavailable_reason()
     if reason is None or os.geteuid() != 0 or not shutil.which("apt-get"):
@@ -79,9 +79,9 @@ def main(argv: list[str]) -> int:
     ensure_environment()
     os.chdir(ROOT)
     if command == "run":  # the stack takes this process over: signals to it reach the stack
-        os.execv(PYTHON, [str(PYTHON), "-m", "ace_email.devstack", *argv[1:]])
+        os.execv(PYTHON, [str(PYTHON), "-m", "devtools.stack", *argv[1:]])
     if command in ("send", "mail"):
-        os.execv(PYTHON, [str(PYTHON), "-m", "ace_email.devmail", *argv])
+        os.execv(PYTHON, [str(PYTHON), "-m", "devtools.mail_commands", *argv])
     ensure_company_mail()
     checks = [
         [str(PYTHON), "-m", "ruff", "check", "."],

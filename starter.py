@@ -73,7 +73,6 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from ace_email import desk, quarantine, readable, routing_commands
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
 from ace_email.contracts import ids
@@ -84,8 +83,9 @@ from ace_email.contracts.mailbox import AccountPolicy, MailboxInput
 from ace_email.contracts.queues import Presence
 from ace_email.exiting import run_then_exit
 from ace_email.mail.imap_pool import ImapPool
-from ace_email.operations import (
-    RPC_TIMEOUT,
+from ace_email.operations import agents_queues as routing_commands
+from ace_email.operations import desk, quarantine, readable
+from ace_email.operations.common import (
     Refused,
     contact_state,
     known_agent,
@@ -93,9 +93,10 @@ from ace_email.operations import (
     no_answer,
     why_not_open,
 )
-from ace_email.preview import AnalysisPreview, preview
-from ace_email.temporal import TemporalUnavailable, connect, ensure_search_attributes
-from ace_email.workitems import WorkItemInvalid, create_work_item, parse_request
+from ace_email.operations.preview import AnalysisPreview, preview
+from ace_email.operations.workitems import WorkItemInvalid, create_work_item, parse_request
+from ace_email.temporal.calls import RPC_TIMEOUT
+from ace_email.temporal.client import TemporalUnavailable, connect, ensure_search_attributes
 from workflows.contact import ContactWorkflow
 from workflows.mailbox import MailboxWorkflow, format_duration
 

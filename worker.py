@@ -22,7 +22,7 @@ from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
 from ace_email.exiting import run_then_exit
 from ace_email.mail.imap_pool import ImapPool
-from ace_email.temporal import TemporalUnavailable, connect, ensure_search_attributes
+from ace_email.temporal.client import TemporalUnavailable, connect, ensure_search_attributes
 from activities import failure_logs
 from activities.auto_reply_ledger import LedgerActivities
 from activities.follow_ups import FollowUpActivities

@@ -14,24 +14,18 @@ activities.
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import activity
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -57,13 +51,17 @@ from ace_email.contracts.queues import (
     Waiting,
     WaitingBatch,
 )
+from ace_email.temporal.calls import (
+    RPC_TIMEOUT,
+    agent_start_options,
+    busy_retried,
+    not_there,
+)
 from activities.batching import Coalescer
 
-RPC_TIMEOUT = timedelta(seconds=10)
 CONCURRENT_CALLS = 16
 # A queue too busy to take a signal now ("Workflow is busy") is asked again, for this long.
 BUSY_PATIENCE = 15.0
-T = TypeVar("T")
 
 
 class EnqueueRequest(Model):
@@ -89,10 +87,6 @@ class PersonalWaitRequest(Model):
     wait: PersonalWait
 
 
-def _not_there(err: RPCError) -> bool:
-    return err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
-
-
 class RoutingActivities:
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
@@ -116,7 +110,7 @@ class RoutingActivities:
 
     async def _enqueue_many(self, queue: str, entries: list[Waiting]) -> None:
         policy = self._settings.queue_policy(queue)
-        await _busy_retried(
+        await busy_retried(
             lambda: self._client.start_workflow(
                 "QueueWorkflow",
                 QueueInput(policy=policy),
@@ -206,7 +200,7 @@ class RoutingActivities:
             skills=order.skills,
         )
         try:
-            return await _busy_retried(
+            return await busy_retried(
                 lambda: handle.execute_update(
                     "reserve", reservation, result_type=ReservationAnswer, rpc_timeout=RPC_TIMEOUT
                 )
@@ -214,14 +208,14 @@ class RoutingActivities:
         except WorkflowUpdateFailedError:
             return None
         except RPCError as err:
-            if _not_there(err):
+            if not_there(err):
                 return None
             raise
 
     async def _hand_over(self, contact_id: str, route: RouteRequest) -> RouteAnswer:
         handle = self._client.get_workflow_handle(contact_id)
         try:
-            return await _busy_retried(
+            return await busy_retried(
                 lambda: handle.execute_update(
                     "route", route, result_type=RouteAnswer, rpc_timeout=RPC_TIMEOUT
                 )
@@ -229,7 +223,7 @@ class RoutingActivities:
         except WorkflowUpdateFailedError as err:
             return RouteAnswer(accepted=False, reason=str(err.cause or err))
         except RPCError as err:
-            if _not_there(err):
+            if not_there(err):
                 return RouteAnswer(accepted=False, reason="the contact has ended")
             raise
 
@@ -251,7 +245,7 @@ class RoutingActivities:
         except WorkflowQueryFailedError:
             return None
         except RPCError as err:
-            if _not_there(err):
+            if not_there(err):
                 return None
             raise
 
@@ -311,50 +305,5 @@ class RoutingActivities:
                 signal, arg, rpc_timeout=RPC_TIMEOUT
             )
         except RPCError as err:
-            if not _not_there(err):
+            if not not_there(err):
                 raise
-
-
-def agent_start_options(settings: Settings, agent: AgentSettings) -> dict[str, Any]:
-    """How an agent's workflow is started, wherever that happens."""
-    return {
-        "static_summary": f"Agent {agent.id}" + (f" ({agent.name})" if agent.name else ""),
-        "search_attributes": TypedSearchAttributes([SearchAttributePair(sa.AGENT, agent.id)]),
-        "memo": {"policy": policy_digest(settings.agent_policy(agent))},
-    }
-
-
-def agent_start_operation(
-    settings: Settings, agent: AgentSettings
-) -> WithStartWorkflowOperation[Any, Any]:
-    """Start the agent's workflow with an update if it is not running (update-with-start)."""
-    return WithStartWorkflowOperation(
-        "AgentWorkflow",
-        settings.agent_input(agent),
-        id=ids.agent_workflow_id(agent.id),
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        task_queue=settings.temporal.task_queue,
-        **agent_start_options(settings, agent),
-    )
-
-
-async def _busy_retried(call: Callable[[], Awaitable[T]], patience: float = 8.0) -> T:
-    """A call Temporal turns away because the workflow is busy (too many updates in flight,
-    too many signals at once), or whose answer was cut short, is made again for a while with
-    jittered pauses."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    pause = 0.1
-    while True:
-        try:
-            return await call()
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            if loop.time() > deadline:
-                raise
-        except RPCError as err:
-            if err.status not in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE):
-                raise
-            if loop.time() > deadline:
-                raise
-        await asyncio.sleep(random.uniform(pause / 2, pause))
-        pause = min(pause * 2, 2.0)

@@ -10,7 +10,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from ace_email.contracts import search_attributes as sa
-from ace_email.devstack import TEMPORAL_TUNING
+from devtools.stack import TEMPORAL_TUNING
 
 
 async def start_dev_server() -> WorkflowEnvironment:

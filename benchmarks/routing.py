@@ -61,9 +61,9 @@ from ace_email.contracts.queues import (
     pack_waiting,
 )
 from ace_email.exiting import run_then_exit
-from ace_email.operations import Refused
-from ace_email.routing_commands import agents as agent_rows
-from ace_email.routing_commands import queue_status, set_presence
+from ace_email.operations.agents_queues import agents as agent_rows
+from ace_email.operations.agents_queues import queue_status, set_presence
+from ace_email.operations.common import Refused
 from benchmarks.dev_server import start_dev_server
 from benchmarks.stand_in_contact import (
     Delivery,

@@ -19,14 +19,14 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from ace_email.codec import EncryptionCodec, new_key_text, parse_keyring
 from ace_email.config.settings import Settings
 from ace_email.contracts import search_attributes as sa
-from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.mail.imap_pool import ImapPool
-from ace_email.temporal import encrypted_converter
-from companymail import stack as companymail
-from companymail.stack import CompanyMail
+from ace_email.temporal.client import encrypted_converter
+from ace_email.temporal.codec import EncryptionCodec, new_key_text, parse_keyring
+from devtools.companymail import stack as companymail
+from devtools.companymail.stack import CompanyMail
+from devtools.localmail import LocalMailServer, MailServerThread, MailUser
 from tests.support import (
     AGENT_EMAIL,
     CUSTOMER,

@@ -23,7 +23,7 @@ from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from ace_email.contracts import search_attributes as sa
-from ace_email.localmail import TrackedSMTP
+from devtools.localmail import TrackedSMTP
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPORAL_CLI = Path(sys.executable).parent / "temporal"

@@ -19,14 +19,14 @@ from ace_email.config.settings import Settings
 from ace_email.contracts.contact import CommandResult
 from ace_email.contracts.queues import AgentStatus, Presence, QueueStatus
 from ace_email.mail.imap_pool import ImapPool
-from ace_email.routing_commands import (
+from ace_email.operations.agents_queues import (
     agent_status,
     answer_offer,
     contact_command,
     queue_status,
     set_presence,
 )
-from ace_email.workitems import create_work_item, parse_request
+from ace_email.operations.workitems import create_work_item, parse_request
 from tests.conftest import Pipeline
 from tests.support import MailStack, account_settings, eventually, wait_status
 from worker import ACTIVITY_THREADS, build_worker

@@ -20,9 +20,9 @@ from temporalio.service import RPCError
 
 from ace_email.config.settings import Settings
 from ace_email.contracts.contact import ContactState, ContactStatus
-from ace_email.localmail import LocalMailServer
-from ace_email.operations import Refused, contact_state
-from companymail.stack import CompanyMail
+from ace_email.operations.common import Refused, contact_state
+from devtools.companymail.stack import CompanyMail
+from devtools.localmail import LocalMailServer
 
 T = TypeVar("T")
 

@@ -22,7 +22,15 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from ace_email.analysis import mime
-from ace_email.codec import (
+from ace_email.config.base import ConfigError
+from ace_email.config.settings import Settings
+from ace_email.config.temporal import EncryptionSettings, TemporalSettings
+from ace_email.contracts import ids
+from ace_email.contracts.contact import ContactStatus
+from ace_email.mail.imap_pool import ImapPool
+from ace_email.services.codec import CodecServer, codec_server
+from ace_email.temporal.client import connect, data_converter
+from ace_email.temporal.codec import (
     ENCODING,
     KEY_ID_METADATA,
     EncryptionCodec,
@@ -30,14 +38,6 @@ from ace_email.codec import (
     PayloadDecryptionError,
     parse_keyring,
 )
-from ace_email.codec_server import CodecServer, codec_server
-from ace_email.config.base import ConfigError
-from ace_email.config.settings import Settings
-from ace_email.config.temporal import EncryptionSettings, TemporalSettings
-from ace_email.contracts import ids
-from ace_email.contracts.contact import ContactStatus
-from ace_email.mail.imap_pool import ImapPool
-from ace_email.temporal import connect, data_converter
 from starter import assign, sync
 from tests.support import AGENT_EMAIL, MailStack, make_message
 from tests.test_secret_scan import payloads_in, wait_status

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from imap_tools import MailBoxUnencrypted
 
-from companymail import stack as companymail
-from companymail.stack import CompanyMail
+from devtools.companymail import stack as companymail
+from devtools.companymail.stack import CompanyMail
 from tests.support import CUSTOMER, PASSWORD, free_port
 
 SUPPORT = "support@example.com"

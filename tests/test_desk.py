@@ -11,7 +11,7 @@ from temporalio.client import Client
 from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
-from ace_email.operations import Refused, contact_state
+from ace_email.operations.common import Refused, contact_state
 from starter import main, sync
 from tests.conftest import Pipeline
 from tests.recording import record_history
@@ -110,7 +110,7 @@ async def test_a_work_item_without_a_reply_address_cannot_be_replied_to(
         mail, temporal_address, tag, queues=[{"name": queue}], agents=[{"id": bob, "capacity": 2}]
     )
     async with routing_worker(client, mail, settings) as pipeline:
-        from ace_email import desk
+        from ace_email.operations import desk
 
         silent = await work_item(pipeline, "Call the supplier", body="Ask about order 4711.")
         await ready(pipeline, bob)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ace_email.devprocess import DevPorts, StackInUse, StackRecord, clear_the_way, port_open
+from devtools.processes import DevPorts, StackInUse, StackRecord, clear_the_way, port_open
 
 pytestmark = pytest.mark.e2e
 

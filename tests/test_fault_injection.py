@@ -23,7 +23,7 @@ from ace_email.config.settings import Settings, load_settings
 from ace_email.contracts import ids
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.contact import ContactState, ContactStatus
-from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
+from devtools.localmail import LocalMailServer, MailServerThread, MailUser
 from starter import Refused, assign, contact_state, poll_now, sync
 from tests.faults import (
     SmtpRelay,

@@ -17,7 +17,7 @@ from temporalio.client import Client
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings
 from ace_email.contracts.contact import ContactStatus
-from ace_email.intake_server import IntakeServer, intake_server
+from ace_email.services.intake import IntakeServer, intake_server
 from tests.conftest import Pipeline
 from tests.routing_support import new_tag, reach, routed_settings, routing_worker
 from tests.support import MailStack, free_port

@@ -22,7 +22,7 @@ import aiosmtplib
 import pytest
 from imap_tools import MailBoxUnencrypted
 
-from ace_email.localmail import LocalMailServer, MailUser, UnknownMailboxError
+from devtools.localmail import LocalMailServer, MailUser, UnknownMailboxError
 
 T = TypeVar("T")
 
@@ -438,7 +438,7 @@ async def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "ace_email.localmail",
+        "devtools.localmail",
         "--data-dir",
         str(tmp_path / "mail"),
         "--imap-port",

@@ -25,9 +25,9 @@ from ace_email.contracts import ids
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.contact import ContactStatus
 from ace_email.contracts.mailbox import MailboxCursor, MailboxHealth, MailboxStatus
-from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.mail.errors import ImapError
 from ace_email.mail.imap_pool import ImapPool
+from devtools.localmail import LocalMailServer, MailServerThread, MailUser
 from starter import contact_state, main, sync
 from tests.recording import record_history
 from tests.support import (

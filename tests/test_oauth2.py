@@ -20,11 +20,11 @@ from temporalio.client import Client
 from ace_email.config.accounts import AccountSettings
 from ace_email.config.oauth2 import OAuth2Settings
 from ace_email.config.settings import Settings
-from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.mail.errors import ImapError, ImapLoginError, MailError
 from ace_email.mail.imap import connect
 from ace_email.mail.oauth2 import OAuth2Error, TokenProvider
 from ace_email.mail.smtp import smtp_connection
+from devtools.localmail import LocalMailServer, MailServerThread, MailUser
 from starter import sync
 from tests.conftest import Pipeline
 from tests.support import (

@@ -22,8 +22,8 @@ from ace_email.contracts.message import Address, Analysis, MessageRef
 from ace_email.decisions.rules import MessageFacts
 from ace_email.mail.imap import connect
 from ace_email.mail.store import locate
-from ace_email.preview import preview
-from companymail.stack import CompanyMailError
+from ace_email.operations.preview import preview
+from devtools.companymail.stack import CompanyMailError
 from starter import contact_state, sync
 from tests.conftest import Pipeline
 from tests.poison import ATTACHMENT_BYTES, POISON, RECIPIENTS

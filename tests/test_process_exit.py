@@ -16,9 +16,9 @@ import pytest
 from temporalio.client import Client
 
 from ace_email.analysis import mime
-from ace_email.codec import new_key_text
 from ace_email.config.settings import Settings
 from ace_email.contracts import ids
+from ace_email.temporal.codec import new_key_text
 from tests.conftest import Pipeline
 from tests.routing_support import new_tag, routed_settings, routing_worker
 from tests.support import MailStack, eventually, free_port, make_message, write_config

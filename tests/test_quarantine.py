@@ -17,7 +17,7 @@ from temporalio.client import WorkflowExecution
 from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
-from ace_email.operations import newest_first
+from ace_email.operations.common import newest_first
 from starter import main
 from tests.conftest import Pipeline
 from tests.poison import JUNK

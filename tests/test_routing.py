@@ -12,8 +12,8 @@ import pytest
 from temporalio.client import Client
 
 from ace_email.contracts.contact import ContactStatus
-from ace_email.operations import contact_state
-from ace_email.routing_commands import queue_status
+from ace_email.operations.agents_queues import queue_status
+from ace_email.operations.common import contact_state
 from tests.recording import record_history
 from tests.routing_support import (
     accept,
@@ -189,7 +189,7 @@ async def test_a_declined_offer_returns_ahead_of_younger_contacts(
         await queued_in(client, queue, 2)
         await ready(pipeline, ann)
         await reach(client, older, ContactStatus.OFFERED)
-        from ace_email.routing_commands import answer_offer
+        from ace_email.operations.agents_queues import answer_offer
 
         await answer_offer(client, pipeline.settings, older, ann, accept=False)
         assert (await reach(client, younger, ContactStatus.OFFERED)).agent == ann
@@ -263,7 +263,7 @@ async def test_a_contact_for_one_agent_waits_in_their_personal_list_then_returns
         routing={"personal_wait_minutes": 0.04},
     )
     async with routing_worker(client, mail, settings) as pipeline:
-        from ace_email.routing_commands import transfer
+        from ace_email.operations.agents_queues import transfer
 
         contact = await work_item(pipeline, "For Ben")
         await queued_in(client, queue, 1)

@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
-from ace_email.operations import Refused
+from ace_email.operations.common import Refused
 from starter import sync
 from tests.conftest import Pipeline
 from tests.routing_support import new_tag, queued_in, reach, ready, routed_settings, work_item
@@ -97,7 +97,7 @@ async def test_routing_survives_worker_kills_without_losing_or_doubling_anything
         states = {
             c: await reach(client, c, ContactStatus.CLOSED, timeout=60) for c in emails + items
         }
-        from ace_email.routing_commands import agents as agent_rows
+        from ace_email.operations.agents_queues import agents as agent_rows
 
         rows = await agent_rows(client, settings)
     finally:

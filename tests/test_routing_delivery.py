@@ -13,8 +13,8 @@ from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
 from ace_email.contracts.queues import Presence
-from ace_email.operations import Refused, contact_state
-from ace_email.routing_commands import contact_command, queue_status, transfer
+from ace_email.operations.agents_queues import contact_command, queue_status, transfer
+from ace_email.operations.common import Refused, contact_state
 from starter import assign, sync
 from tests.conftest import Pipeline
 from tests.recording import record_history

@@ -15,8 +15,8 @@ from temporalio.client import Client
 from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactState, ContactStatus
-from ace_email.operations import Refused, contact_state
-from ace_email.routing_commands import agents as agent_rows
+from ace_email.operations.agents_queues import agents as agent_rows
+from ace_email.operations.common import Refused, contact_state
 from starter import sync
 from tests.conftest import Pipeline
 from tests.routing_support import (

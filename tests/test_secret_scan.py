@@ -24,16 +24,16 @@ from google.protobuf.message import Message as ProtoMessage
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
-from ace_email import desk
 from ace_email.analysis import mime
-from ace_email.codec import EncryptionCodec
 from ace_email.config.settings import Settings, load_settings
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactState, ContactStatus
-from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.mail.imap_pool import ImapPool
-from ace_email.temporal import connect, encryption_codec
-from ace_email.workitems import create_work_item, parse_request
+from ace_email.operations import desk
+from ace_email.operations.workitems import create_work_item, parse_request
+from ace_email.temporal.client import connect, encryption_codec
+from ace_email.temporal.codec import EncryptionCodec
+from devtools.localmail import LocalMailServer, MailServerThread, MailUser
 from starter import assign, sync
 from tests.support import (
     AGENT_EMAIL,
@@ -107,7 +107,7 @@ class Scan:
 
 
 # The embedded mail server stands in for the company's mail server; what it logs is its own.
-MAIL_SERVER_LOGGERS = ("mail.log", "pymap", "ace_email.localmail")
+MAIL_SERVER_LOGGERS = ("mail.log", "pymap", "devtools.localmail")
 
 
 class ListHandler(logging.Handler):

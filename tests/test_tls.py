@@ -18,10 +18,10 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 from ace_email.config.accounts import AccountSettings
-from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
 from ace_email.mail.errors import ImapError, ImapTlsError, MailError
 from ace_email.mail.imap import connect
 from ace_email.mail.smtp import smtp_connection
+from devtools.localmail import LocalMailServer, MailServerThread, MailUser
 from tests.support import CUSTOMER, PASSWORD, MailStack, free_port, make_message
 
 SUPPORT = "support@example.com"

@@ -10,9 +10,9 @@ from pydantic import (
     model_validator,
 )
 
-from ace_email.codec import KEY_ID_PATTERN, KeyringError, parse_keyring
 from ace_email.config.base import ConfigError, ReadableFile, Section
 from ace_email.config.secrets import read_secret, sources_given
+from ace_email.temporal.codec import KEY_ID_PATTERN, KeyringError, parse_keyring
 
 
 class IntakeSettings(Section):

@@ -22,7 +22,8 @@ from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.contact import ContactInput, ContactState, ContactStatus, QuarantineRelease
-from ace_email.operations import RPC_TIMEOUT, Refused
+from ace_email.operations.common import Refused
+from ace_email.temporal.calls import RPC_TIMEOUT
 
 AT_ONCE = 16  # contacts read at the same time for a listing
 

@@ -27,7 +27,7 @@ address (sub-folders use the Maildir++ ``.Name`` layout).
 
 Run it standalone with::
 
-    python -m ace_email.localmail --data-dir DIR --imap-port 1143 \\
+    python -m devtools.localmail --data-dir DIR --imap-port 1143 \\
         --smtp-port 1025 --users-file users.txt
 
 The passwords handled here belong to this local demo server only; they are
@@ -1062,7 +1062,7 @@ def _read_users_file(path: Path) -> list[MailUser]:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ace_email.localmail",
+        prog="python -m devtools.localmail",
         description="Local IMAP (pymap maildir) + SMTP (aiosmtpd) server for the demo.",
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="mail storage directory")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from temporalio.client import (
@@ -23,8 +23,7 @@ from ace_email.config.queues import AgentSettings
 from ace_email.config.settings import Settings
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.contact import ContactState
-
-RPC_TIMEOUT = timedelta(seconds=10)
+from ace_email.temporal.calls import RPC_TIMEOUT
 
 
 class Refused(Exception):

@@ -30,8 +30,8 @@ from ace_email.mail.errors import ImapError
 from ace_email.mail.imap import quote_string
 from ace_email.mail.imap_pool import ImapPool
 from ace_email.mail.store import locate
-from ace_email.operations import Refused, contact_state, contact_update, known_agent
-from ace_email.routing_commands import agent_status
+from ace_email.operations.agents_queues import agent_status
+from ace_email.operations.common import Refused, contact_state, contact_update, known_agent
 
 SHOWN_HEADERS = ("From", "Reply-To", "To", "Cc", "Date", "Subject", "Message-ID")
 

@@ -222,7 +222,7 @@ def _alive(pid: int) -> bool:
 
 
 def _is_stack(pid: int) -> bool:
-    return pid != os.getpid() and _alive(pid) and "ace_email.devstack" in _command_line(pid)
+    return pid != os.getpid() and _alive(pid) and "devtools.stack" in _command_line(pid)
 
 
 def _is_temporal_of(pid: int, data_dir: Path) -> bool:

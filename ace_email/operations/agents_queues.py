@@ -21,15 +21,8 @@ from ace_email.contracts import ids
 from ace_email.contracts.base import policy_digest
 from ace_email.contracts.contact import CommandResult, OfferAnswer, TransferRequest
 from ace_email.contracts.queues import AgentStatus, Presence, PresenceRequest, QueueStatus
-from ace_email.operations import (
-    RPC_TIMEOUT,
-    Refused,
-    contact_update,
-    known_agent,
-    known_queue,
-    no_answer,
-)
-from activities.routing import agent_start_operation
+from ace_email.operations.common import Refused, contact_update, known_agent, known_queue, no_answer
+from ace_email.temporal.calls import RPC_TIMEOUT, agent_start_operation
 
 
 async def set_presence(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
-from ace_email.devprocess import CATCH_ALL, DEFAULT_DATA_DIR
+from devtools.processes import CATCH_ALL, DEFAULT_DATA_DIR
 
 
 class DevMailError(Exception):

@@ -34,7 +34,8 @@ from ace_email.contracts.message import MessageRef
 from ace_email.mail.errors import ImapError
 from ace_email.mail.imap import quote_string
 from ace_email.mail.imap_pool import ImapPool
-from ace_email.operations import RPC_TIMEOUT, Refused
+from ace_email.operations.common import Refused
+from ace_email.temporal.calls import RPC_TIMEOUT
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 

@@ -15,9 +15,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RPCError
 
-from ace_email.codec import EncryptionCodec
 from ace_email.config.temporal import EncryptionSettings, TemporalSettings
 from ace_email.contracts import search_attributes as sa
+from ace_email.temporal.codec import EncryptionCodec
 
 
 class TemporalUnavailable(Exception):

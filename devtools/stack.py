@@ -27,12 +27,17 @@ from pathlib import Path
 
 from temporalio.common import SearchAttributeIndexedValueType
 
-from ace_email.codec import new_key_text
-from ace_email.codec_server import codec_server
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
 from ace_email.contracts import search_attributes as sa
-from ace_email.devprocess import (
+from ace_email.exiting import run_then_exit
+from ace_email.services.codec import codec_server
+from ace_email.services.intake import IntakeServer, intake_server
+from ace_email.temporal.client import TemporalUnavailable, connect
+from ace_email.temporal.codec import new_key_text
+from activities import failure_logs
+from devtools.localmail import LocalMailServer, MailServerThread, MailUser
+from devtools.processes import (
     CATCH_ALL,
     DEFAULT_DATA_DIR,
     DevPorts,
@@ -43,14 +48,9 @@ from ace_email.devprocess import (
     forget,
     port_open,
 )
-from ace_email.exiting import run_then_exit
-from ace_email.intake_server import IntakeServer, intake_server
-from ace_email.localmail import LocalMailServer, MailServerThread, MailUser
-from ace_email.samples import sample_messages
-from ace_email.temporal import TemporalUnavailable, connect
-from activities import failure_logs
+from devtools.samples import sample_messages
 
-log = logging.getLogger("ace_email.devstack")
+log = logging.getLogger("devtools.stack")
 
 PAYLOAD_KEY_ID = "local-1"
 SUPPORT = "support@example.com"

@@ -4,7 +4,7 @@
 `CompanyMail(directory, ports, users).start()` runs one Dovecot/Postfix pair entirely under
 `directory` (configuration from the templates beside this file, queue, logs, mail), and `stop()`
 ends both. Nothing outside `directory` is changed. Standard library only: `.ci/run` calls
-`python3 -m companymail.stack install` before any virtual environment exists.
+`python3 -m devtools.companymail.stack install` before any virtual environment exists.
 """
 
 from __future__ import annotations
@@ -101,7 +101,10 @@ def unavailable_reason() -> str | None:
         return f"{', '.join(PACKAGES)} are not installed and installing them needs root"
     if not shutil.which("apt-get"):
         return f"{', '.join(PACKAGES)} are not installed and there is no apt-get"
-    return f"{', '.join(PACKAGES)} are not installed (run: python3 -m companymail.stack install)"
+    return (
+        f"{', '.join(PACKAGES)} are not installed "
+        "(run: python3 -m devtools.companymail.stack install)"
+    )
 
 
 def install() -> None:
@@ -467,7 +470,7 @@ def _signal(pid: int, signum: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python3 -m companymail.stack",
+        prog="python3 -m devtools.companymail.stack",
         description="Dovecot + Postfix on loopback for ace-email's tests.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
