@@ -51,11 +51,14 @@ ACTIVITY_THREADS = 32
 def build_worker(
     client: Client, settings: Settings, pool: ImapPool, executor: ThreadPoolExecutor
 ) -> Worker:
+    """Every workflow and activity of ace-email on the configured task queue; activity
+    failures this process logs read as one line each (see activities/failure_logs.py)."""
     mailbox = MailboxActivities(pool, settings)
     outbound = OutboundActivities(settings, pool)
     ledger = LedgerActivities(client, settings.temporal.task_queue)
     follow_ups = FollowUpActivities(client, settings)
     routing = RoutingActivities(client, settings)
+    failure_logs.install()
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
@@ -133,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    failure_logs.install()
     try:
         settings = load_settings(args.config)
         settings.require_logins()

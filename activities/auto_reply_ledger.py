@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import defaultdict
-from datetime import timedelta
+from typing import Any
 
 from temporalio import activity
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError, RPCStatusCode
 
 from ace_email.contracts import ids
 from ace_email.contracts.ledger import LedgerInput, ReserveReplyRequest, ReserveReplyResult
-from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
+from ace_email.temporal.calls import RPC_TIMEOUT, busy_retried
 
 BUSY_RETRY_SECONDS = 20.0
-BUSY = {RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE}
-RPC_TIMEOUT = timedelta(seconds=10)
 
 
 class LedgerActivities:
@@ -45,34 +40,23 @@ class LedgerActivities:
     async def reserve_auto_reply(self, request: ReserveReplyRequest) -> ReserveReplyResult:
         """Ask the ledger, starting it if it is not running. Safe to retry: the ledger answers
         the same contact the same way."""
-        loop = asyncio.get_running_loop()
         async with self._turns[request.account]:
-            deadline = loop.time() + BUSY_RETRY_SECONDS
-            pause = 0.2
-            while True:
-                try:
-                    return await self._reserve(request)
-                except WorkflowUpdateRPCTimeoutOrCancelledError:
-                    if loop.time() > deadline:
-                        raise
-                except RPCError as exc:
-                    if exc.status not in BUSY or loop.time() > deadline:
-                        raise
-                await asyncio.sleep(random.uniform(pause / 2, pause))
-                pause = min(pause * 2, 2.0)
+            return await busy_retried(lambda: self._reserve(request), patience=BUSY_RETRY_SECONDS)
 
     async def _reserve(self, request: ReserveReplyRequest) -> ReserveReplyResult:
-        start = WithStartWorkflowOperation(
-            AutoReplyLedgerWorkflow.run,
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            "AutoReplyLedgerWorkflow",
             LedgerInput(account=request.account),
             id=ids.ledger_workflow_id(request.account),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             task_queue=self._task_queue,
             static_summary=f"Automatic-reply limits of account {request.account}",
         )
-        return await self._client.execute_update_with_start_workflow(
-            AutoReplyLedgerWorkflow.reserve,
+        answer: ReserveReplyResult = await self._client.execute_update_with_start_workflow(
+            "reserve",
             request,
+            result_type=ReserveReplyResult,
             start_workflow_operation=start,
             rpc_timeout=RPC_TIMEOUT,
         )
+        return answer

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ace_email.exiting import run_then_exit
 from ace_email.mail.imap_pool import ImapPool
+from ace_email.operations.registry import sync
 from benchmarks.dev_server import start_dev_server
 from devtools.localmail import LocalMailServer, MailServerThread, MailUser
-from starter import sync
 from tests.support import CUSTOMER, PASSWORD, MailStack, account_settings, free_port, make_message
 from worker import ACTIVITY_THREADS, build_worker
 

@@ -35,7 +35,6 @@ from ace_email.services.codec import codec_server
 from ace_email.services.intake import IntakeServer, intake_server
 from ace_email.temporal.client import TemporalUnavailable, connect
 from ace_email.temporal.codec import new_key_text
-from activities import failure_logs
 from devtools.localmail import LocalMailServer, MailServerThread, MailUser
 from devtools.processes import (
     CATCH_ALL,
@@ -243,7 +242,7 @@ async def run(data_dir: Path, ports: DevPorts, send_samples: bool, again: str) -
         loop.add_signal_handler(stop_signal, stop.set)
 
     from ace_email.mail.imap_pool import ImapPool
-    from starter import sync
+    from ace_email.operations.registry import sync
     from worker import build_worker
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -394,7 +393,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    failure_logs.install()
     offset: int = args.port_offset
     default_dir = DEFAULT_DATA_DIR if offset == 0 else Path(f"{DEFAULT_DATA_DIR}-{offset}")
     data_dir: Path = (args.data_dir or default_dir).resolve()

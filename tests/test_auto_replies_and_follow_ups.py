@@ -13,7 +13,9 @@ from ace_email.config.settings import Settings
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.contracts.ids import ledger_workflow_id
 from ace_email.contracts.ledger import LedgerInput, ReserveReplyRequest, ReserveReplyResult
-from starter import Refused, assign, contact_state, sync
+from ace_email.operations.common import Refused, contact_state
+from ace_email.operations.contacts import assign
+from ace_email.operations.registry import sync
 from tests.conftest import Pipeline
 from tests.recording import record_history
 from tests.support import (

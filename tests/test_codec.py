@@ -28,6 +28,8 @@ from ace_email.config.temporal import EncryptionSettings, TemporalSettings
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
 from ace_email.mail.imap_pool import ImapPool
+from ace_email.operations.contacts import assign
+from ace_email.operations.registry import sync
 from ace_email.services.codec import CodecServer, codec_server
 from ace_email.temporal.client import connect, data_converter
 from ace_email.temporal.codec import (
@@ -38,7 +40,6 @@ from ace_email.temporal.codec import (
     PayloadDecryptionError,
     parse_keyring,
 )
-from starter import assign, sync
 from tests.support import AGENT_EMAIL, MailStack, make_message
 from tests.test_secret_scan import payloads_in, wait_status
 from worker import ACTIVITY_THREADS, build_worker

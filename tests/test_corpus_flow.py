@@ -13,7 +13,8 @@ import pytest
 from ace_email.analysis import mime
 from ace_email.config.settings import Settings
 from ace_email.contracts import search_attributes as sa
-from starter import contact_state, sync
+from ace_email.operations.common import contact_state
+from ace_email.operations.registry import sync
 from tests.conftest import CORPUS, Pipeline
 from tests.support import eventually
 

@@ -12,7 +12,8 @@ from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
 from ace_email.operations.common import Refused, contact_state
-from starter import main, sync
+from ace_email.operations.registry import sync
+from starter import main
 from tests.conftest import Pipeline
 from tests.recording import record_history
 from tests.routing_support import (

@@ -23,8 +23,10 @@ from ace_email.config.settings import Settings, load_settings
 from ace_email.contracts import ids
 from ace_email.contracts import search_attributes as sa
 from ace_email.contracts.contact import ContactState, ContactStatus
+from ace_email.operations.common import Refused, contact_state
+from ace_email.operations.contacts import assign, poll_now
+from ace_email.operations.registry import sync
 from devtools.localmail import LocalMailServer, MailServerThread, MailUser
-from starter import Refused, assign, contact_state, poll_now, sync
 from tests.faults import (
     SmtpRelay,
     TcpProxy,

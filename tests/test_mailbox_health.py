@@ -23,12 +23,15 @@ from ace_email.config.accounts import AccountSettings
 from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts import search_attributes as sa
+from ace_email.contracts.base import format_duration
 from ace_email.contracts.contact import ContactStatus
 from ace_email.contracts.mailbox import MailboxCursor, MailboxHealth, MailboxStatus
 from ace_email.mail.errors import ImapError
 from ace_email.mail.imap_pool import ImapPool
+from ace_email.operations.common import contact_state
+from ace_email.operations.registry import sync
 from devtools.localmail import LocalMailServer, MailServerThread, MailUser
-from starter import contact_state, main, sync
+from starter import main
 from tests.recording import record_history
 from tests.support import (
     CUSTOMER,
@@ -42,7 +45,7 @@ from tests.support import (
 )
 from worker import ACTIVITY_THREADS, build_worker
 from workflows import policies
-from workflows.mailbox import MailboxWorkflow, format_duration
+from workflows.mailbox import MailboxWorkflow
 
 WRONG = "not-the-password-4711"
 

@@ -24,8 +24,8 @@ from ace_email.mail.errors import ImapError, ImapLoginError, MailError
 from ace_email.mail.imap import connect
 from ace_email.mail.oauth2 import OAuth2Error, TokenProvider
 from ace_email.mail.smtp import smtp_connection
+from ace_email.operations.registry import sync
 from devtools.localmail import LocalMailServer, MailServerThread, MailUser
-from starter import sync
 from tests.conftest import Pipeline
 from tests.support import (
     AGENT_EMAIL,

@@ -18,7 +18,9 @@ from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.contracts.mailbox import MailboxCursor, MailboxInput
-from starter import assign, contact_state, list_contacts, sync
+from ace_email.operations.common import contact_state
+from ace_email.operations.contacts import assign, list_contacts
+from ace_email.operations.registry import sync
 from tests.conftest import Pipeline
 from tests.recording import record_history
 from tests.support import (
@@ -252,7 +254,7 @@ async def _flag_deleted(pipeline: Pipeline, subject: str) -> None:
 
 
 async def test_assign_refuses_unknown_agent_and_contact_not_waiting(pipeline: Pipeline) -> None:
-    from starter import Refused
+    from ace_email.operations.common import Refused
 
     mail = pipeline.mail
     await sync(pipeline.client, pipeline.settings)

@@ -22,9 +22,10 @@ from ace_email.contracts.message import Address, Analysis, MessageRef
 from ace_email.decisions.rules import MessageFacts
 from ace_email.mail.imap import connect
 from ace_email.mail.store import locate
+from ace_email.operations.common import contact_state
 from ace_email.operations.preview import preview
+from ace_email.operations.registry import sync
 from devtools.companymail.stack import CompanyMailError
-from starter import contact_state, sync
 from tests.conftest import Pipeline
 from tests.poison import ATTACHMENT_BYTES, POISON, RECIPIENTS
 from tests.support import AGENT_EMAIL, MailStack, account_settings, eventually, make_message

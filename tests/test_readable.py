@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from ace_email.contracts.contact import ContactState, ContactStatus, FollowUpNote, ReplyNote
 from ace_email.contracts.message import MessageRef
-from starter import _describe_contact
+from ace_email.operations.contacts import describe_contact
 
 AT = datetime(2026, 12, 4, 14, 5, 6, 789, tzinfo=UTC)
 
@@ -28,7 +28,7 @@ def test_status_prints_times_and_nested_records_as_people_read_them() -> None:
             account="support", folder="Processing", uidvalidity=7, uid=42, key="k", size=1234
         ),
     )
-    text = _describe_contact(state)
+    text = describe_contact(state)
     assert not re.search(r"datetime\.|TzInfo|tzinfo|\{'|\[\]|None", text), text
     assert "       received_at: 2026-12-04 14:05:06 UTC" in text
     assert "       assigned_at: 2026-12-04 14:05:06 UTC" in text

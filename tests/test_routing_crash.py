@@ -18,7 +18,7 @@ from ace_email.analysis import mime
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
 from ace_email.operations.common import Refused
-from starter import sync
+from ace_email.operations.registry import sync
 from tests.conftest import Pipeline
 from tests.routing_support import new_tag, queued_in, reach, ready, routed_settings, work_item
 from tests.support import AGENT_EMAIL, MailStack, make_message, write_config

@@ -15,7 +15,8 @@ from ace_email.contracts.contact import ContactStatus
 from ace_email.contracts.queues import Presence
 from ace_email.operations.agents_queues import contact_command, queue_status, transfer
 from ace_email.operations.common import Refused, contact_state
-from starter import assign, sync
+from ace_email.operations.contacts import assign
+from ace_email.operations.registry import sync
 from tests.conftest import Pipeline
 from tests.recording import record_history
 from tests.routing_support import (

@@ -17,7 +17,7 @@ from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.operations.agents_queues import agents as agent_rows
 from ace_email.operations.common import Refused, contact_state
-from starter import sync
+from ace_email.operations.registry import sync
 from tests.conftest import Pipeline
 from tests.routing_support import (
     accept,

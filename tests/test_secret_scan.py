@@ -30,11 +30,12 @@ from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.mail.imap_pool import ImapPool
 from ace_email.operations import desk
+from ace_email.operations.contacts import assign
+from ace_email.operations.registry import sync
 from ace_email.operations.workitems import create_work_item, parse_request
 from ace_email.temporal.client import connect, encryption_codec
 from ace_email.temporal.codec import EncryptionCodec
 from devtools.localmail import LocalMailServer, MailServerThread, MailUser
-from starter import assign, sync
 from tests.support import (
     AGENT_EMAIL,
     CUSTOMER,

@@ -19,7 +19,9 @@ from ace_email.analysis import mime
 from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.contact import ContactStatus
-from starter import assign, contact_state, sync
+from ace_email.operations.common import contact_state
+from ace_email.operations.contacts import assign
+from ace_email.operations.registry import sync
 from tests.conftest import Pipeline
 from tests.support import (
     AGENT_EMAIL,

@@ -15,8 +15,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from ace_email.operations.registry import sync
 from activities.failure_logs import OneLineFailures
-from starter import sync
 from tests.support import free_port, write_config
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from ace_email.contracts import ids
     from ace_email.contracts import search_attributes as sa
-    from ace_email.contracts.base import policy_digest
+    from ace_email.contracts.base import format_duration, policy_digest
     from ace_email.contracts.contact import ContactInput
     from ace_email.contracts.mail_work import SettleDuplicateRequest
     from ace_email.contracts.mailbox import (
@@ -276,21 +276,6 @@ def health_line(status: MailboxStatus, policy: AccountPolicy, now: datetime) -> 
         f"**ok** · polling every {policy.poll_interval_seconds:g} s · {waiting} · "
         f"{status.contacts_started} contacts started · last poll {now:%H:%M:%S} UTC"
     )
-
-
-def format_duration(value: timedelta) -> str:
-    """A duration as people read it: 45 s, 3 min 20 s, 2 h 5 min, 3 d 4 h."""
-    seconds = int(value.total_seconds())
-    if seconds < 60:
-        return f"{max(value.total_seconds(), 0):.3g} s" if seconds < 10 else f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def _summary(headline: MessageHeadline) -> str:

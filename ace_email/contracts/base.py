@@ -8,6 +8,7 @@ messages that stay on the mail server, and small summaries of them.
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -36,3 +37,18 @@ def policy_digest(policy: BaseModel) -> str:
     """A short fingerprint of a policy (an account's, a queue's, an agent's): the registry
     compares it to the running workflow's memo to reconfigure."""
     return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:16]
+
+
+def format_duration(value: timedelta) -> str:
+    """A duration as people read it: 45 s, 3 min 20 s, 2 h 5 min, 3 d 4 h."""
+    seconds = int(value.total_seconds())
+    if seconds < 60:
+        return f"{max(value.total_seconds(), 0):.3g} s" if seconds < 10 else f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from ace_email.config.queues import AgentSettings
 from ace_email.config.settings import Settings
 from ace_email.contracts import ids
-from ace_email.contracts.base import policy_digest
+from ace_email.contracts.base import format_duration, policy_digest
 from ace_email.contracts.contact import CommandResult, OfferAnswer, TransferRequest
 from ace_email.contracts.queues import AgentStatus, Presence, PresenceRequest, QueueStatus
 from ace_email.operations.common import Refused, contact_update, known_agent, known_queue, no_answer
@@ -187,3 +187,24 @@ async def sync_routing(client: Client, settings: Settings) -> list[str]:
             await handle.signal("reconfigure", policy, rpc_timeout=RPC_TIMEOUT)
             lines.append(f"{label}: reconfigured")
     return lines
+
+
+def describe_agent(row: dict[str, Any]) -> str:
+    where = row["email"] or "built-in interface"
+    personal = len(row["personal_waiting"])
+    return (
+        f"{row['id']:<12} {row['presence']:<10} {row['load']} of {row['capacity']:<3} "
+        f"{where}"
+        + (f", {personal} waiting in person" if personal else "")
+        + (f", skills {', '.join(row['skills'])}" if row["skills"] else "")
+    )
+
+
+def describe_queue(row: dict[str, Any]) -> str:
+    wait = row["oldest_wait_seconds"]
+    oldest = format_duration(timedelta(seconds=wait)) if wait is not None else "-"
+    return (
+        f"{row['queue']:<14} {row['waiting']} waiting, oldest {oldest}, "
+        f"{row['agents_ready']} agent(s) ready ({row['agents_free']} with a free place), "
+        f"{row['routed']} routed"
+    )

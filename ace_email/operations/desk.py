@@ -30,6 +30,7 @@ from ace_email.mail.errors import ImapError
 from ace_email.mail.imap import quote_string
 from ace_email.mail.imap_pool import ImapPool
 from ace_email.mail.store import locate
+from ace_email.operations import desk
 from ace_email.operations.agents_queues import agent_status
 from ace_email.operations.common import Refused, contact_state, contact_update, known_agent
 
@@ -201,3 +202,32 @@ def _to_outbox(settings: Settings, account: AccountSettings, raw: bytes, message
         raise Refused(f"the reply could not be stored in the outbox: {exc}") from None
     finally:
         pool.close_all()
+
+
+def describe_inbox_row(row: dict[str, Any]) -> str:
+    if "status" not in row:
+        return f"{row['id']}  (does not answer)"
+    status = "waiting for you" if row["waiting_for_you"] else row["status"]
+    until = f" until {row['offer_expires_at']}" if row.get("offer_expires_at") else ""
+    return (
+        f"{row['id']}  {status}{until}  [{row['channel']}] [#{row['reference']}] "
+        f"{row['from']}: {row['subject']}"
+    )
+
+
+def describe_shown(shown: desk.ShownMessage) -> str:
+    state = shown.contact
+    lines = [f"{state.id}  {state.status.value}  [{state.channel.value}] [#{state.reference}]"]
+    lines += [f"{name}: {value}" for name, value in shown.headers]
+    lines += ["", shown.text.rstrip() or "(no text)", ""]
+    if shown.attachments:
+        lines.append("Attachments:")
+        lines += [
+            f"  {a.filename or '(unnamed)'}  {a.content_type}  {a.size} bytes"
+            for a in shown.attachments
+        ]
+    if state.follow_ups:
+        lines.append(
+            f"Follow-ups: {len(state.follow_ups)} (newest: {state.follow_ups[-1].subject})"
+        )
+    return "\n".join(lines)

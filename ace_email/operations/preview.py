@@ -6,17 +6,22 @@ template before it goes live (`starter.py analyse FILE.eml`).
 
 from __future__ import annotations
 
+import email
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
 
 from pydantic import BaseModel
 
 from ace_email.analysis import mime
 from ace_email.compose.auto_reply import ReplyParts, compose_auto_reply
+from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.message import Analysis, Routing
 from ace_email.decisions.auto_reply import decide_auto_reply
 from ace_email.decisions.rules import MessageFacts
+from ace_email.operations.common import Refused
 
 
 class AnalysisPreview(BaseModel):
@@ -122,3 +127,66 @@ def _follow_up_hint(analysis: Analysis) -> str | None:
         f"names {' and '.join(names)}: joins that contact if it is open, "
         "instead of becoming a new one"
     )
+
+
+def analyse(settings: Settings, file: str, account: str | None, *, as_json: bool) -> str:
+    """The `analyse` command: a preview of one email; nothing is sent or created."""
+    if not settings.accounts:
+        raise Refused("the configuration has no accounts")
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as exc:
+        raise Refused(f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        result = preview(settings, account or settings.accounts[0].name, raw)
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+    except ValueError as exc:  # a template that does not render
+        raise Refused(f"the automatic reply cannot be rendered: {exc}") from None
+    if as_json:
+        return result.model_dump_json(indent=2, by_alias=True, exclude_none=True)
+    return describe_preview(result)
+
+
+def describe_preview(result: AnalysisPreview) -> str:
+    analysis, routing = result.analysis, result.routing
+    automatic = "yes: " + "; ".join(analysis.automatic_reasons) if analysis.automatic else "no"
+    lines = [
+        f"account:     {result.account}",
+        f"contact:     {result.contact_id}  [#{result.reference}]",
+        f"from:        {analysis.sender or '-'}",
+        f"subject:     {analysis.subject or '-'}",
+        f"language:    {analysis.language or 'unknown'}",
+        f"size:        {analysis.size} bytes, {len(analysis.attachments)} attachment(s)",
+        f"automatic:   {automatic}",
+    ]
+    if analysis.spam is not None:
+        lines.append(f"spam:        {'yes' if analysis.spam else 'no'} ({analysis.spam_detail})")
+    if result.follow_up_hint:
+        lines.append(f"follow-up:   {result.follow_up_hint}")
+    if analysis.quarantine_reason:
+        lines.append(f"quarantine:  {analysis.quarantine_reason}")
+    if routing is not None:
+        lines += [
+            f"rule:        {routing.rule}",
+            f"queue:       {routing.queue} (priority {routing.priority}, "
+            f"skills {', '.join(routing.skills) or '-'}, category {routing.category or '-'})",
+        ]
+    lines.append(f"auto-reply:  {result.auto_reply}")
+    if analysis.problems:
+        lines.append(f"problems:    {'; '.join(analysis.problems)}")
+    if result.auto_reply_message:
+        lines += ["", "----- the automatic reply -----", *_readable(result.auto_reply_message)]
+    return "\n".join(lines)
+
+
+def _readable(message_text: str) -> list[str]:
+    """An outgoing message as a person reads it: decoded headers, the plain-text part."""
+    message = email.message_from_string(message_text, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    lines = [f"{name}: {value}" for name, value in message.items()]
+    text = message.get_body(preferencelist=("plain",))
+    lines += ["", text.get_content().rstrip() if text is not None else "(no text part)"]
+    if message.get_body(preferencelist=("html",)) is not None:
+        lines += ["", "(with an HTML alternative; --json shows the whole message)"]
+    return lines
