@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ConfigDict
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -107,6 +108,13 @@ NOT_IN_QUEUE = (_Phase.PERSONAL, _Phase.OFFERED, _Phase.WITH_AGENT)
 OPEN = (*ASSIGNABLE, _Phase.WITH_AGENT, _Phase.MOVING)
 
 
+class _ContactRecord(ContactState):
+    """The contact's state as its workflow keeps it: changed in place, handed out by the query
+    and as the result as the ContactState it is."""
+
+    model_config = ConfigDict(frozen=False)
+
+
 @dataclass(frozen=True)
 class _Agent:
     id: str
@@ -135,7 +143,7 @@ class ContactWorkflow:
     def __init__(self, contact: ContactInput) -> None:
         self._policy: AccountPolicy = contact.policy
         self._ref: MessageRef = contact.ref
-        self._state = ContactState(
+        self._state = _ContactRecord(
             id=workflow.info().workflow_id,
             status=ContactStatus.RECEIVED,
             account=contact.policy.name,
@@ -145,21 +153,17 @@ class ContactWorkflow:
             received_at=workflow.now(),
         )
         if contact.released is not None:
-            self._state = self._state.model_copy(update={"released": contact.released})
+            self._state.released = contact.released
         self._channel = contact.channel
         self._work_item = contact.work_item
         self._arrived_at = contact.arrived_at
         if contact.work_item is not None:
             key = ids.contact_key(workflow.info().workflow_id, contact.policy.name)
-            self._state = self._state.model_copy(
-                update={
-                    "reference": ids.contact_reference(key),
-                    "channel": contact.channel,
-                    "queue": contact.work_item.queue,
-                    "reply_to": contact.work_item.reply_to,
-                    "external_id": contact.work_item.external_id,
-                }
-            )
+            self._state.reference = ids.contact_reference(key)
+            self._state.channel = contact.channel
+            self._state.queue = contact.work_item.queue
+            self._state.reply_to = contact.work_item.reply_to
+            self._state.external_id = contact.work_item.external_id
         self._assignment: AssignRequest | None = None
         self._duplicates: list[MessageRef] = []
         self._follow_ups: list[FollowUp] = []
@@ -215,7 +219,7 @@ class ContactWorkflow:
             return await self._finish()
 
         auto_reply = asyncio.create_task(self._auto_reply(analysis, routing))
-        self._state = self._state.model_copy(update={"queued_at": workflow.now()})
+        self._state.queued_at = workflow.now()
         self._set_status(ContactStatus.QUEUED)
         if workflow.patched(ROUTING_PATCH):
             await self._routed_life(routing)
@@ -250,7 +254,7 @@ class ContactWorkflow:
             received_at=follow_up.received_at,
         )
         notes = [*self._state.follow_ups, note][-FOLLOW_UPS_SHOWN:]
-        self._state = self._state.model_copy(update={"follow_ups": notes})
+        self._state.follow_ups = notes
         if not follow_up.automatic:
             self._follow_ups.append(follow_up)
 
@@ -446,9 +450,8 @@ class ContactWorkflow:
         received = self._state.received_at or now
         # INTERNALDATE counts whole seconds: within its second, our own clock orders better.
         arrived = min(self._arrived_at + ONE_SECOND, received) if self._arrived_at else received
-        self._state = self._state.model_copy(
-            update={"waiting_since": arrived, "channel": self._channel}
-        )
+        self._state.waiting_since = arrived
+        self._state.channel = self._channel
         workflow.upsert_search_attributes([sa.CHANNEL.value_set(self._channel.value)])
         await self._enter_queue(routing.queue if routing else self._state.queue, entered_at=now)
         if self._closed:  # the `close` signal came while it was being claimed
@@ -523,15 +526,11 @@ class ContactWorkflow:
         self._entered_at = entered_at or now
         if queue != self._state.queue:
             workflow.upsert_search_attributes([sa.QUEUE.value_set(queue)])
-        self._state = self._state.model_copy(
-            update={
-                "queue": queue,
-                "round": self._round,
-                "entered_queue_at": self._entered_at,
-                "waiting_for": None,
-                "waiting_until": None,
-            }
-        )
+        self._state.queue = queue
+        self._state.round = self._round
+        self._state.entered_queue_at = self._entered_at
+        self._state.waiting_for = None
+        self._state.waiting_until = None
         self._set_status(ContactStatus.QUEUED)
         await workflow.execute_activity_method(
             RoutingActivities.enqueue,
@@ -559,9 +558,9 @@ class ContactWorkflow:
         self._round += 1
         self._phase = _Phase.PERSONAL
         self._deadline = now + wait
-        self._state = self._state.model_copy(
-            update={"round": self._round, "waiting_for": agent_id, "waiting_until": self._deadline}
-        )
+        self._state.round = self._round
+        self._state.waiting_for = agent_id
+        self._state.waiting_until = self._deadline
         self._set_status(ContactStatus.QUEUED)
         await workflow.execute_activity_method(
             RoutingActivities.wait_for_agent,
@@ -603,15 +602,11 @@ class ContactWorkflow:
             return
         self._agent = None
         workflow.upsert_search_attributes([sa.AGENT.value_unset()])
-        self._state = self._state.model_copy(
-            update={
-                "agent": None,
-                "agent_email": None,
-                "waiting_for": None,
-                "waiting_until": None,
-                "offer_expires_at": None,
-            }
-        )
+        self._state.agent = None
+        self._state.agent_email = None
+        self._state.waiting_for = None
+        self._state.waiting_until = None
+        self._state.offer_expires_at = None
 
     async def _withdraw(self, workflow_id: str, signal: str) -> None:
         withdrawal = Withdrawal(contact_id=self._state.id, round=self._round)
@@ -639,34 +634,29 @@ class ContactWorkflow:
             summary=f"take a place with {agent_id}",
         )
 
-    def _with(self, agent: _Agent, **update: Any) -> None:
+    def _take_agent(self, agent: _Agent, *, routed_by: str, routed_sequence: int | None) -> None:
         """The contact is now `agent`'s (offered or taken)."""
         self._agent = agent
         workflow.upsert_search_attributes([sa.AGENT.value_set(agent.id)])
-        self._state = self._state.model_copy(
-            update={
-                "agent": agent.id,
-                "agent_email": agent.email,
-                "assigned_at": workflow.now(),
-                "waiting_for": None,
-                "waiting_until": None,
-                "last_error": None,
-                **update,
-            }
-        )
+        state = self._state
+        state.agent, state.agent_email = agent.id, agent.email
+        state.assigned_at = workflow.now()
+        state.waiting_for = state.waiting_until = None
+        state.last_error = None
+        state.routed_by, state.routed_sequence = routed_by, routed_sequence
 
     async def _take_route(self, request: RouteRequest) -> None:
         """A queue or a personal waiting list gave this contact to an agent."""
         self._phase = _Phase.MOVING
         self._deadline = None
         agent = _Agent(request.agent_id, request.agent_name, request.agent_email)
-        self._with(agent, routed_by=request.source, routed_sequence=request.sequence)
+        self._take_agent(agent, routed_by=request.source, routed_sequence=request.sequence)
         if delivery_mode(self._channel, agent.email) is DeliveryMode.EXTERNAL:
             await self._deliver_to(agent)
             return
         self._phase = _Phase.OFFERED
         self._deadline = workflow.now() + timedelta(seconds=request.offer_timeout_seconds)
-        self._state = self._state.model_copy(update={"offer_expires_at": self._deadline})
+        self._state.offer_expires_at = self._deadline
         self._set_status(ContactStatus.OFFERED)
 
     async def _assign_directly(self, request: AssignRequest) -> None:
@@ -678,7 +668,7 @@ class ContactWorkflow:
         await self._leave()
         await self._hold(request.agent_id)
         agent = _Agent(request.agent_id, request.agent_name, request.agent_email)
-        self._with(agent, routed_by="operator", routed_sequence=None)
+        self._take_agent(agent, routed_by="operator", routed_sequence=None)
         if delivery_mode(self._channel, agent.email) is DeliveryMode.EXTERNAL:
             await self._deliver_to(agent)
         else:
@@ -698,24 +688,26 @@ class ContactWorkflow:
             self._exclude(agent.id)
             await self._leave_agent_fields()
             await self._enter_queue(self._state.queue, entered_at=self._entered_at)
-            self._state = self._state.model_copy(update={"last_error": error})
+            self._state.last_error = error
             self._show()
             return
         self._ref = archived
         self._phase = _Phase.WITH_AGENT
-        self._state = self._state.model_copy(update={"message": archived, "last_error": None})
+        self._state.message = archived
+        self._state.last_error = None
         self._set_status(ContactStatus.DELIVERED)
         await self._pass_on_follow_ups()
 
     async def _leave_agent_fields(self) -> None:
         self._agent = None
         workflow.upsert_search_attributes([sa.AGENT.value_unset()])
-        self._state = self._state.model_copy(update={"agent": None, "agent_email": None})
+        self._state.agent = None
+        self._state.agent_email = None
 
     def _accept(self) -> None:
         self._phase = _Phase.WITH_AGENT
         self._deadline = None
-        self._state = self._state.model_copy(update={"offer_expires_at": None})
+        self._state.offer_expires_at = None
         self._set_status(ContactStatus.ASSIGNED)
 
     async def _back_from_offer(self, why: str) -> None:
@@ -724,15 +716,13 @@ class ContactWorkflow:
         await self._leave()
         if agent is not None:
             self._exclude(agent.id)
-            self._state = self._state.model_copy(
-                update={"last_error": f"offer to {agent.id} {why}"}
-            )
+            self._state.last_error = f"offer to {agent.id} {why}"
         await self._enter_queue(self._state.queue, entered_at=self._entered_at)
 
     def _exclude(self, agent_id: str) -> None:
         if agent_id not in self._state.excluded_agents:
             excluded = [*self._state.excluded_agents, agent_id]
-            self._state = self._state.model_copy(update={"excluded_agents": excluded})
+            self._state.excluded_agents = excluded
 
     async def _deadline_passed(self) -> None:
         if self._phase is _Phase.OFFERED:
@@ -740,16 +730,14 @@ class ContactWorkflow:
         elif self._phase is _Phase.PERSONAL:
             agent = self._state.waiting_for
             await self._leave()
-            self._state = self._state.model_copy(
-                update={"last_error": f"{agent} did not take it in time; back in the queue"}
-            )
+            self._state.last_error = f"{agent} did not take it in time; back in the queue"
             await self._enter_queue(self._state.queue, entered_at=self._entered_at)
         else:
             self._deadline = None
 
     async def _transfer(self, request: TransferRequest) -> None:
         await self._leave()
-        self._state = self._state.model_copy(update={"last_error": None})
+        self._state.last_error = None
         if request.agent_id is not None:
             await self._enter_personal(
                 request.agent_id, timedelta(seconds=request.personal_wait_seconds)
@@ -757,7 +745,7 @@ class ContactWorkflow:
             return
         queue = request.queue or self._state.queue
         if queue != self._state.queue:
-            self._state = self._state.model_copy(update={"excluded_agents": []})
+            self._state.excluded_agents = []
             await self._enter_queue(queue, entered_at=None)
         else:
             await self._enter_queue(queue, entered_at=self._entered_at)
@@ -767,12 +755,12 @@ class ContactWorkflow:
         if notice.round != self._round or notice.from_queue != self._state.queue:
             return
         self._phase = _Phase.MOVING
-        self._state = self._state.model_copy(update={"excluded_agents": []})
+        self._state.excluded_agents = []
         await self._enter_queue(notice.to_queue, entered_at=None)
 
     async def _close(self) -> None:
         """Done: the agent's place is freed, the message and its follow-ups archived."""
-        self._state = self._state.model_copy(update={"closed_at": workflow.now()})
+        self._state.closed_at = workflow.now()
         await self._leave(closing=True)
         await self._move_own_message(self._policy.archive_folder, "archive")
         while self._follow_ups:
@@ -791,7 +779,7 @@ class ContactWorkflow:
         moved = await self._move(self._ref, folder, purpose)
         if moved is not None:
             self._ref = moved
-            self._state = self._state.model_copy(update={"message": moved})
+            self._state.message = moved
 
     async def _move(self, ref: MessageRef, folder: str, purpose: str) -> MessageRef | None:
         return await workflow.execute_activity_method(
@@ -826,7 +814,7 @@ class ContactWorkflow:
             n.model_copy(update={"delivered": delivered}) if n.contact_id in contact_ids else n
             for n in self._state.follow_ups
         ]
-        self._state = self._state.model_copy(update={"follow_ups": notes})
+        self._state.follow_ups = notes
 
     async def _send_reply(self, request: ReplyRequest) -> str | None:
         """A reply from the built-in interface: from the outbox to the customer, recorded in
@@ -845,14 +833,15 @@ class ContactWorkflow:
                 summary=f"reply to {request.to}",
             )
         except ActivityError as err:
-            self._state = self._state.model_copy(update={"last_error": _cause(err)})
+            self._state.last_error = _cause(err)
             self._show()
             return self._state.last_error
         replies = self._state.replies
         if all(n.message_id != result.message_id for n in replies):  # the same text, sent once
             note = ReplyNote(message_id=result.message_id, to=request.to, at=workflow.now())
             replies = [*replies, note][-FOLLOW_UPS_SHOWN:]
-        self._state = self._state.model_copy(update={"replies": replies, "last_error": None})
+        self._state.replies = replies
+        self._state.last_error = None
         self._show()
         if request.close:
             await self._close()
@@ -873,13 +862,9 @@ class ContactWorkflow:
             request = self._assignment
             if request is None:
                 continue
-            self._state = self._state.model_copy(
-                update={
-                    "agent": request.agent_id,
-                    "agent_email": request.agent_email,
-                    "last_error": None,
-                }
-            )
+            self._state.agent = request.agent_id
+            self._state.agent_email = request.agent_email
+            self._state.last_error = None
             workflow.upsert_search_attributes([sa.AGENT.value_set(request.agent_id)])
             if request.agent_email is None:
                 self._set_status(ContactStatus.ASSIGNED)
@@ -895,13 +880,15 @@ class ContactWorkflow:
         self._set_status(ContactStatus.DELIVERING)
         archived = await self._deliver_message(self._ref, request.agent_id, agent_email)
         if archived is None:
-            self._state = self._state.model_copy(update={"agent": None, "agent_email": None})
+            self._state.agent = None
+            self._state.agent_email = None
             self._assignment = None
             workflow.upsert_search_attributes([sa.AGENT.value_unset()])
             self._set_status(ContactStatus.QUEUED)
             return False
         self._ref = archived
-        self._state = self._state.model_copy(update={"message": archived, "last_error": None})
+        self._state.message = archived
+        self._state.last_error = None
         self._set_status(ContactStatus.DELIVERED)
         return True
 
@@ -963,7 +950,7 @@ class ContactWorkflow:
         )
 
     def _note_auto_reply(self, outcome: str) -> None:
-        self._state = self._state.model_copy(update={"auto_reply": outcome})
+        self._state.auto_reply = outcome
         self._show()
 
     async def _join_open_contact(self, analysis: Analysis) -> bool:
@@ -1024,9 +1011,8 @@ class ContactWorkflow:
             )
             if delivered is None:
                 return False
-        self._state = self._state.model_copy(
-            update={"joined_to": target.contact_id, "agent": target.agent_id}
-        )
+        self._state.joined_to = target.contact_id
+        self._state.agent = target.agent_id
         workflow.upsert_memo({"joined_to": target.contact_id})
         self._set_status(ContactStatus.JOINED)
         return True
@@ -1041,7 +1027,7 @@ class ContactWorkflow:
         )
         if archived is not None:
             self._ref = archived
-            self._state = self._state.model_copy(update={"message": archived})
+            self._state.message = archived
 
     async def _deliver_follow_ups(self) -> None:
         """Follow-ups of a contact delivered to an agent's address go to that agent too.
@@ -1080,7 +1066,7 @@ class ContactWorkflow:
                 summary=f"deliver to {agent_id}",
             )
         except ActivityError as err:
-            self._state = self._state.model_copy(update={"last_error": _cause(err)})
+            self._state.last_error = _cause(err)
             return None
         return result.archived or ref
 
@@ -1099,54 +1085,46 @@ class ContactWorkflow:
                 summary="archive a duplicate copy",
             )
             if settled:
-                self._state = self._state.model_copy(
-                    update={"duplicates_settled": self._state.duplicates_settled + 1}
-                )
+                self._state.duplicates_settled = self._state.duplicates_settled + 1
 
     async def _finish(self) -> ContactState:
         await self._settle_duplicates()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._deliver_follow_ups()
         await self._settle_duplicates()
-        self._state = self._state.model_copy(update={"finished_at": workflow.now()})
+        self._state.finished_at = workflow.now()
         return self._state
 
     def _take_analysis(self, analysis: Analysis, routing: Routing | None) -> None:
-        update: dict[str, object] = {
-            "sender": str(analysis.sender) if analysis.sender else "",
-            "subject": analysis.subject,
-            "language": analysis.language,
-            "automatic": analysis.automatic,
-            "automatic_reasons": analysis.automatic_reasons,
-            "quarantine_reason": analysis.quarantine_reason,
-            "message": self._ref,
-            "reply_to": (
-                self._work_item.reply_to if self._work_item is not None else analysis.reply_address
-            ),
-        }
+        state = self._state
+        state.sender = str(analysis.sender) if analysis.sender else ""
+        state.subject, state.language = analysis.subject, analysis.language
+        state.automatic, state.automatic_reasons = analysis.automatic, analysis.automatic_reasons
+        state.quarantine_reason = analysis.quarantine_reason
+        state.message = self._ref
+        work_item = self._work_item
+        state.reply_to = work_item.reply_to if work_item is not None else analysis.reply_address
         attributes: list[SearchAttributeUpdate[Any]] = [
             sa.SENDER.value_set((analysis.reply_address or "").lower()[:200])
         ]
         if routing is not None:
-            update |= {
-                "queue": routing.queue,
-                "priority": routing.priority,
-                "skills": routing.skills,
-                "category": routing.category,
-                "rule": routing.rule,
-            }
+            state.queue, state.priority, state.skills = (
+                routing.queue,
+                routing.priority,
+                routing.skills,
+            )
+            state.category, state.rule = routing.category, routing.rule
             attributes += [
                 sa.QUEUE.value_set(routing.queue),
                 sa.PRIORITY.value_set(routing.priority),
             ]
             if routing.category:
                 attributes.append(sa.CATEGORY.value_set(routing.category))
-        self._state = self._state.model_copy(update=update)
         if self._rules_era:
             workflow.upsert_search_attributes(attributes)
 
     def _set_status(self, status: ContactStatus) -> None:
-        self._state = self._state.model_copy(update={"status": status})
+        self._state.status = status
         workflow.upsert_search_attributes([sa.STATUS.value_set(status.value)])
         self._show()
 
