@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from ace_email.contracts.contact import RouteAnswer, RouteRequest
     from ace_email.contracts.queues import Release, Waiting
     from activities.routing import EnqueueRequest, RoutingActivities
-    from workflows import policies
+    from workflows import activity_options
     from workflows.messaging import signal_if_running
 
 
@@ -89,8 +89,8 @@ class StandInContact:
                     ),
                 ),
                 task_queue=job.routing_task_queue,
-                start_to_close_timeout=policies.ROUTING_TIMEOUT,
-                retry_policy=policies.ROUTING_RETRY,
+                start_to_close_timeout=activity_options.ROUTING_TIMEOUT,
+                retry_policy=activity_options.ROUTING_RETRY,
             )
         await workflow.wait_condition(lambda: self._route is not None)
         route = self._route

@@ -44,7 +44,7 @@ from tests.support import (
     write_config,
 )
 from worker import ACTIVITY_THREADS, build_worker
-from workflows import policies
+from workflows import activity_options
 from workflows.mailbox import MailboxWorkflow
 
 WRONG = "not-the-password-4711"
@@ -115,11 +115,15 @@ async def mailbox_status(client: Client, account: str) -> MailboxStatus:
 
 def test_back_off_doubles_up_to_the_cap_and_never_polls_faster_than_healthy() -> None:
     second = timedelta(seconds=1)
-    assert policies.poll_backoff(second, 0) == second
-    assert [policies.poll_backoff(second, n).total_seconds() for n in (1, 2, 3)] == [2, 4, 8]
-    assert policies.poll_backoff(second, 50) == policies.POLL_BACKOFF_MAX
+    assert activity_options.poll_backoff(second, 0) == second
+    assert [activity_options.poll_backoff(second, n).total_seconds() for n in (1, 2, 3)] == [
+        2,
+        4,
+        8,
+    ]
+    assert activity_options.poll_backoff(second, 50) == activity_options.POLL_BACKOFF_MAX
     slow = timedelta(minutes=10)
-    assert policies.poll_backoff(slow, 3) == slow
+    assert activity_options.poll_backoff(slow, 3) == slow
 
 
 def test_lag_runs_from_the_oldest_waiting_email_or_the_last_successful_poll() -> None:

@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ace_email.decisions import matching
     from activities.routing import RoutingActivities
-    from workflows import policies
+    from workflows import activity_options
     from workflows.messaging import signal_if_running
 
 # A place reserved moments ago may not show on its contact yet: only older ones are checked.
@@ -263,8 +263,8 @@ class AgentWorkflow:
         results = await workflow.execute_activity_method(
             RoutingActivities.dispatch,
             DispatchBatch(source=f"agent {self._policy.id}", orders=orders),
-            start_to_close_timeout=policies.ROUTING_TIMEOUT,
-            retry_policy=policies.ROUTING_RETRY,
+            start_to_close_timeout=activity_options.ROUTING_TIMEOUT,
+            retry_policy=activity_options.ROUTING_RETRY,
             summary=f"take {len(orders)} contact(s) from the personal waiting list",
         )
         for result in results:
@@ -292,8 +292,8 @@ class AgentWorkflow:
         gone = await workflow.execute_activity_method(
             RoutingActivities.held_elsewhere,
             HeldCheck(agent_id=self._policy.id, contact_ids=old),
-            start_to_close_timeout=policies.ROUTING_TIMEOUT,
-            retry_policy=policies.ROUTING_RETRY,
+            start_to_close_timeout=activity_options.ROUTING_TIMEOUT,
+            retry_policy=activity_options.ROUTING_RETRY,
             summary="check the contacts held",
         )
         for contact_id in gone:

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ace_email.contracts.message import MessageHeadline
     from activities.mailbox import MailboxActivities
-    from workflows import policies
+    from workflows import activity_options
     from workflows.contact import ContactWorkflow
 
 MAX_POLLS_PER_RUN = 500
@@ -114,7 +114,7 @@ class MailboxWorkflow:
         return self._status
 
     def _next_wait(self) -> timedelta:
-        return policies.poll_backoff(
+        return activity_options.poll_backoff(
             timedelta(seconds=self._policy.poll_interval_seconds), self._failures
         )
 
@@ -142,8 +142,8 @@ class MailboxWorkflow:
                     folder=self._policy.inbox_folder,
                     cursor=self._status.cursor,
                 ),
-                start_to_close_timeout=policies.imap_timeout(self._policy),
-                retry_policy=policies.POLL_RETRY,
+                start_to_close_timeout=activity_options.imap_timeout(self._policy),
+                retry_policy=activity_options.POLL_RETRY,
                 summary="poll",
             )
         except ActivityError as err:
@@ -193,7 +193,7 @@ class MailboxWorkflow:
 
     def _poll_error(self, err: ActivityError) -> str:
         if isinstance(err.cause, ActivityTimeout):
-            timeout = policies.imap_timeout(self._policy).total_seconds()
+            timeout = activity_options.imap_timeout(self._policy).total_seconds()
             return (
                 f"{self._policy.name}: the poll did not finish within {timeout:g} s "
                 "(IMAP server not answering, or no worker running the poll)"
@@ -247,8 +247,8 @@ class MailboxWorkflow:
                 SettleDuplicateRequest(
                     duplicate=headline.ref, archive_folder=self._policy.archive_folder
                 ),
-                start_to_close_timeout=policies.imap_timeout(self._policy),
-                retry_policy=policies.IMAP_RETRY,
+                start_to_close_timeout=activity_options.imap_timeout(self._policy),
+                retry_policy=activity_options.IMAP_RETRY,
                 summary="archive a duplicate copy",
             )
 
@@ -261,7 +261,7 @@ def health_line(status: MailboxStatus, policy: AccountPolicy, now: datetime) -> 
         waiting += f", lag {format_duration(lag)}"
     if status.last_error is not None:
         since = status.failing_since or now
-        retry = policies.poll_backoff(
+        retry = activity_options.poll_backoff(
             timedelta(seconds=policy.poll_interval_seconds), status.failures
         )
         last = (

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ace_email.decisions import matching
     from activities.routing import AgentViewsRequest, OverflowBatch, RoutingActivities
-    from workflows import policies
+    from workflows import activity_options
 
 HEAD_SHOWN = 20
 MAX_BATCHES_IN_FLIGHT = 4
@@ -67,8 +67,8 @@ class QueueWorkflow:
             views = await workflow.execute_activity_method(
                 RoutingActivities.agent_views,
                 AgentViewsRequest(queue=self._policy.name),
-                start_to_close_timeout=policies.ROUTING_TIMEOUT,
-                retry_policy=policies.ROUTING_RETRY,
+                start_to_close_timeout=activity_options.ROUTING_TIMEOUT,
+                retry_policy=activity_options.ROUTING_RETRY,
                 summary="ask the agents who serve this queue",
             )
             for view in views:
@@ -184,8 +184,8 @@ class QueueWorkflow:
             results = await workflow.execute_activity_method(
                 RoutingActivities.dispatch,
                 DispatchBatch(source=self._policy.name, orders=orders),
-                start_to_close_timeout=policies.ROUTING_TIMEOUT,
-                retry_policy=policies.ROUTING_RETRY,
+                start_to_close_timeout=activity_options.ROUTING_TIMEOUT,
+                retry_policy=activity_options.ROUTING_RETRY,
                 summary=f"route {len(orders)} contact(s)",
             )
         finally:
@@ -227,8 +227,8 @@ class QueueWorkflow:
                     for e in due
                 ]
             ),
-            start_to_close_timeout=policies.ROUTING_TIMEOUT,
-            retry_policy=policies.ROUTING_RETRY,
+            start_to_close_timeout=activity_options.ROUTING_TIMEOUT,
+            retry_policy=activity_options.ROUTING_RETRY,
             summary=f"overflow {len(due)} contact(s) to {to_queue}",
         )
 

@@ -1,4 +1,4 @@
-"""Timeouts and retry policies, chosen for what each activity talks to.
+"""Activity options: timeouts and retry policies, chosen for what each activity talks to.
 
 - IMAP: transient faults (server restart, network) are retried for as long as it takes,
   backing off to a minute; a wrong password is retried too, slowly, so the mailbox recovers by

@@ -1,0 +1,85 @@
+"""The automatic reply of a contact: decided from its analysis, reserved with the account's
+ledger (per sender and per hour), sent once (the Sent copy is the record), and noted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from ace_email.contracts.base import Channel
+    from ace_email.contracts.ledger import ReserveReplyRequest, ReserveReplyResult
+    from ace_email.contracts.mail_work import (
+        AutoReplyRequest,
+    )
+    from ace_email.contracts.message import Analysis, Routing
+    from ace_email.decisions.auto_reply import decide_auto_reply
+    from activities.auto_reply_ledger import LedgerActivities
+    from activities.outbound import OutboundActivities
+    from workflows.contact.base import (
+        ContactBase,
+        failure,
+    )
+
+
+class AutoReplies(ContactBase):
+    """The acknowledgement to the sender, beside the queueing."""
+
+    async def _auto_reply(self, analysis: Analysis, routing: Routing | None) -> None:
+        if self._channel is not Channel.EMAIL:
+            self._note_auto_reply(f"not sent: a {self._channel.value} contact gets none")
+            return
+        decision = decide_auto_reply(self._policy, analysis, routing)
+        if decision.to is None or decision.template is None:
+            self._note_auto_reply(decision.reason)
+            return
+        try:
+            reservation = await self._reserve(decision.to)
+            if not reservation.allowed:
+                self._note_auto_reply(reservation.reason)
+                return
+            result = await self._smtp(
+                OutboundActivities.send_auto_reply,
+                AutoReplyRequest(
+                    contact_id=self._state.id,
+                    contact_ref=self._state.reference,
+                    ref=self._ref,
+                    policy=self._policy,
+                    to=decision.to,
+                    subject=analysis.subject,
+                    original_message_id=analysis.message_id,
+                    original_references=analysis.references,
+                    template=decision.template,
+                    language=analysis.language,
+                    queue=self._state.queue,
+                    sender_name=analysis.sender.name if analysis.sender else "",
+                ),
+                "automatic reply",
+                give_up=True,
+            )
+            outcome = f"sent to {decision.to} as {result.message_id}"
+        except ActivityError as err:
+            outcome = f"failed: {failure(err)}"
+        self._note_auto_reply(outcome)
+
+    async def _reserve(self, to: str) -> ReserveReplyResult:
+        if not self._rules_era:
+            return ReserveReplyResult(allowed=True, reason="before the ledger")
+        return await self._ledger(
+            LedgerActivities.reserve_auto_reply,
+            ReserveReplyRequest(
+                account=self._policy.name,
+                contact_id=self._state.id,
+                sender=to,
+                per_sender_period=timedelta(hours=self._policy.auto_reply_period_hours),
+                cap_per_hour=self._policy.auto_reply_cap_per_hour,
+            ),
+            "reserve an automatic reply",
+            give_up=True,
+        )
+
+    def _note_auto_reply(self, outcome: str) -> None:
+        self._state.auto_reply = outcome
+        self._update_details()
