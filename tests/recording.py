@@ -1,4 +1,4 @@
-"""Recording workflow histories for the replay test (tests/test_replay.py).
+"""Recording workflow histories for the replay test (tests/replay/test_replay.py).
 
 Set ACE_RECORD_HISTORIES=1 and run the tests that call `record_history`: each writes the
 history of a workflow it drove to tests/histories/<name>.json. Histories recorded by an

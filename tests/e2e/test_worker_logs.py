@@ -21,7 +21,7 @@ from tests.support import free_port, write_config
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_described_activity_failure_is_one_line_and_its_traceback_debug(

@@ -25,7 +25,7 @@ from tests.support import MailStack, eventually, free_port, make_message, write_
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUNS = 200
 AT_ONCE = 2
 

@@ -40,8 +40,8 @@ from ace_email.temporal.codec import (
     PayloadDecryptionError,
     parse_keyring,
 )
+from tests.e2e.test_secret_scan import payloads_in, wait_status
 from tests.support import AGENT_EMAIL, MailStack, make_message
-from tests.test_secret_scan import payloads_in, wait_status
 from worker import ACTIVITY_THREADS, build_worker
 
 KEY_A = os.urandom(32)

@@ -49,7 +49,7 @@ from tests.support import wait_status as wait_for_status
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = "support@example.com"
 # Not secret, and shown by design: seeing them proves the scan reads decrypted text.
 CONTROLS = ("Kettle", "Toaster", CUSTOMER)

@@ -20,10 +20,10 @@ from ace_email.contracts.contact import ContactStatus
 from ace_email.operations.common import Refused
 from ace_email.operations.registry import sync
 from tests.conftest import Pipeline
+from tests.e2e.test_routing_end_to_end import Agents, most_at_once
+from tests.e2e.test_worker_crash import WorkerProcess
 from tests.routing_support import new_tag, queued_in, reach, ready, routed_settings, work_item
 from tests.support import AGENT_EMAIL, MailStack, make_message, write_config
-from tests.test_routing_end_to_end import Agents, most_at_once
-from tests.test_worker_crash import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]
 

@@ -17,6 +17,7 @@ from ace_email.operations.common import Refused, contact_state
 from ace_email.operations.contacts import assign
 from ace_email.operations.registry import sync
 from tests.conftest import Pipeline
+from tests.e2e.test_pipeline import contact_id_of
 from tests.recording import record_history
 from tests.support import (
     AGENT_EMAIL,
@@ -27,7 +28,6 @@ from tests.support import (
     make_message,
     wait_status,
 )
-from tests.test_pipeline import contact_id_of
 from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
 from workflows.contact import ContactWorkflow
 

@@ -36,7 +36,7 @@ from ace_email.contracts.message import Analysis
 from tests.poison import JUNK
 
 JSON_LIMIT = 16 * 1024
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
 
 def lf(text: str) -> bytes:

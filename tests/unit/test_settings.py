@@ -15,7 +15,7 @@ from ace_email.decisions.rules import MessageFacts
 from starter import main as starter_main
 from worker import main as worker_main
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "ace-email.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "ace-email.example.toml"
 
 
 def test_example_config_loads_every_documented_key() -> None:

@@ -13,7 +13,7 @@ from temporalio.worker import Replayer
 
 from worker import WORKFLOWS
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
 
 def test_histories_are_recorded() -> None:

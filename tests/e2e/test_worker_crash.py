@@ -35,7 +35,7 @@ from tests.support import (
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EMAILS = 6
 
 

@@ -452,7 +452,7 @@ async def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         "--log-level",
         "WARNING",
         stdout=asyncio.subprocess.PIPE,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     try:
         assert proc.stdout is not None

@@ -21,7 +21,7 @@ from devtools.processes import DevPorts, StackInUse, StackRecord, clear_the_way,
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STOPS_WITHIN = 20.0
 
 
