@@ -40,7 +40,7 @@ class IntakeSettings(Section):
 
 
 class EncryptionSettings(Section):
-    """AES-256-GCM encryption of every workflow payload (see ace_email/codec.py).
+    """AES-256-GCM encryption of every workflow payload (see ace_email/temporal/codec.py).
 
     The keyring (from `key_env` or `key_file`) holds `ID:KEY` entries, or one bare key that
     is `key_id`'s. `key_id` names the key new payloads are encrypted with; the others decrypt
