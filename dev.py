@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The two commands: `python3 dev.py run` (the whole thing, locally) and `python3 dev.py test`.
 
-    python3 dev.py run [--data-dir DIR] [--port-offset N] [--no-samples]
+    python3 dev.py run [--data-dir DIR] [--port-offset N] [--no-samples] [--log-format json]
     python3 dev.py test [PYTEST ARGS]
     python3 dev.py send [--data-dir DIR] [--from ADDR] [--subject S] [TEXT]
                                          an email to the local stack's support mailbox

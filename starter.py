@@ -42,7 +42,9 @@
     starter.py reply CONTACT --body-file F [--close | --keep-open]
 
 Exit status 0 on success; 1 with one line on stderr for an unknown contact, account, agent or
-queue, or a refused request; 2 for a bad configuration or an unreachable Temporal.
+queue, a refused request, or a Temporal that refuses the connection (client certificate, CA, API
+key); 2 for a bad configuration or an unreachable Temporal. `--log-format json` (before the
+command) logs one JSON object a line.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from ace_email.operations import (
 )
 from ace_email.operations.common import Refused, contact_state
 from ace_email.operations.workitems import WorkItemInvalid
+from ace_email.telemetry.logs import add_logging_arguments, configure_logging
 from ace_email.temporal.client import TemporalUnavailable, connect
 
 Command = Callable[[argparse.Namespace, Client, Settings], Awaitable[str]]
@@ -88,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", help="TOML configuration (default: $ACE_EMAIL_CONFIG or ./ace-email.toml)"
     )
+    add_logging_arguments(parser, default_level="WARNING")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "sync", help="start, reconfigure or stop one poll loop per configured account"
@@ -181,6 +185,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def main(argv: Sequence[str] | None = None, client: Client | None = None) -> int:
     args = _parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
     try:
         settings = load_settings(args.config)
         if args.command == "analyse":
@@ -191,9 +196,12 @@ async def main(argv: Sequence[str] | None = None, client: Client | None = None) 
     except (Refused, WorkItemInvalid) as exc:
         print(f"starter.py {args.command}: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, TemporalUnavailable) as exc:
+    except ConfigError as exc:
         print(f"starter.py {args.command}: {exc}", file=sys.stderr)
         return 2
+    except TemporalUnavailable as exc:
+        print(f"starter.py {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_status
     except RPCError as exc:
         print(
             f"starter.py {args.command}: Temporal answered {exc.status.name}: {exc.message}",

@@ -22,6 +22,10 @@ from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
 from ace_email.exiting import run_then_exit
 from ace_email.mail.imap_pool import ImapPool
+from ace_email.telemetry.logs import add_logging_arguments, configure_logging
+from ace_email.telemetry.prometheus import prometheus_runtime
+from ace_email.telemetry.sampler import StateGauges, sample_forever
+from ace_email.telemetry.tracing import tracing
 from ace_email.temporal.client import TemporalUnavailable, connect, ensure_search_attributes
 from activities import failure_logs
 from activities.auto_reply_ledger import LedgerActivities
@@ -105,9 +109,20 @@ async def _register_search_attributes(client: Client, namespace: str) -> None:
 
 
 async def run(settings: Settings, client: Client | None = None) -> None:
-    client = client or await connect(settings.temporal)
+    """Connect (with the metrics runtime and the tracing interceptor where configured), run
+    until SIGTERM or SIGINT, then shut down gracefully."""
+    listen = settings.metrics.prometheus_listen
+    runtime = prometheus_runtime(listen) if listen else None
+    traces = tracing(settings.tracing)
+    client = client or await connect(
+        settings.temporal, runtime=runtime, interceptors=traces.interceptors
+    )
     await _register_search_attributes(client, settings.temporal.namespace)
     pool = ImapPool(settings)
+    sampler: asyncio.Task[None] | None = None
+    if runtime is not None:
+        gauges = StateGauges(runtime.metric_meter)
+        sampler = asyncio.create_task(sample_forever(client, settings, gauges))
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="imap") as executor:
         worker = build_worker(client, settings, pool, executor)
         stop = asyncio.Event()
@@ -115,15 +130,20 @@ async def run(settings: Settings, client: Client | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info(
-            "worker on task queue %s at %s: %d account(s)",
+            "worker on task queue %s at %s: %d account(s)%s%s",
             settings.temporal.task_queue,
             settings.temporal.address,
             len(settings.accounts),
+            f"; metrics at http://{listen}/metrics" if listen else "",
+            f"; traces to {settings.tracing.otlp_endpoint}" if traces.interceptors else "",
         )
         async with worker:
             await stop.wait()
             log.info("shutting down gracefully")
+        if sampler is not None:
+            sampler.cancel()
         pool.close_all()
+    traces.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,18 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config", help="TOML configuration (default: $ACE_EMAIL_CONFIG or ./ace-email.toml)"
     )
-    parser.add_argument("--log-level", default="INFO")
+    add_logging_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         settings = load_settings(args.config)
         settings.require_logins()
         asyncio.run(run(settings))
-    except (ConfigError, TemporalUnavailable) as exc:
+    except ConfigError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
+    except TemporalUnavailable as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return exc.exit_status
     return 0
 
 

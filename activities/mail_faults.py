@@ -2,7 +2,8 @@
 server: a MailError keeps its kind and whether it is permanent, a bad setting is a permanent
 ConfigError, a broken connection is a retryable ImapConnectionError. Retry policies know the
 faults by these types. A benign fault is logged by the worker at DEBUG only (its workflow
-reports it)."""
+reports it). Every fault is counted in `ace_mail_errors_total` (per attempt: a retried fault
+counts again, as each attempt did fail)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from ace_email.config.base import ConfigError
+from ace_email.contracts import metrics
 from ace_email.mail.errors import MailError
 
 P = ParamSpec("P")
@@ -33,6 +36,33 @@ def activity_error(fault: BaseException, *, benign: bool = False) -> Application
     return ApplicationError(message, type=kind, non_retryable=permanent, category=category)
 
 
+def count_fault(error: ApplicationError, arguments: tuple[Any, ...]) -> None:
+    """One more failed attempt of this activity's account, by protocol and kind."""
+    if not activity.in_activity():
+        return
+    kind = error.type or "MailError"
+    lowered = kind.lower()
+    protocol = next(
+        (name for prefixes, name in _PROTOCOLS if lowered.startswith(prefixes)), "other"
+    )
+    labels = {"account": _account(arguments), "protocol": protocol, "kind": kind}
+    meter = activity.metric_meter()
+    meter.create_counter(metrics.MAIL_ERRORS.name, metrics.MAIL_ERRORS.description).add(1, labels)
+
+
+_PROTOCOLS = ((("smtp",), "smtp"), (("imap", "message"), "imap"))
+
+
+def _account(arguments: tuple[Any, ...]) -> str:
+    """The account an activity works for: its request's `policy.name` or `account`."""
+    for argument in arguments:
+        policy = getattr(argument, "policy", None)
+        name = getattr(policy, "name", None) or getattr(argument, "account", None)
+        if isinstance(name, str) and name:
+            return name
+    return "unknown"
+
+
 def mail_faults(*, benign: bool = False) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate an activity (sync or async; under @activity.defn) so its mail faults leave it
     as typed activity errors."""
@@ -46,7 +76,9 @@ def mail_faults(*, benign: bool = False) -> Callable[[Callable[P, R]], Callable[
                 try:
                     return await coroutine(*args, **kwargs)
                 except FAULTS as fault:
-                    raise activity_error(fault, benign=benign) from None
+                    error = activity_error(fault, benign=benign)
+                    count_fault(error, args)
+                    raise error from None
 
             return cast(Callable[P, R], run_async)
 
@@ -55,7 +87,9 @@ def mail_faults(*, benign: bool = False) -> Callable[[Callable[P, R]], Callable[
             try:
                 return function(*args, **kwargs)
             except FAULTS as fault:
-                raise activity_error(fault, benign=benign) from None
+                error = activity_error(fault, benign=benign)
+                count_fault(error, args)
+                raise error from None
 
         return run
 

@@ -33,6 +33,7 @@ from ace_email.contracts import search_attributes as sa
 from ace_email.exiting import run_then_exit
 from ace_email.services.codec import codec_server
 from ace_email.services.intake import IntakeServer, intake_server
+from ace_email.telemetry.logs import add_logging_arguments, configure_logging
 from ace_email.temporal.client import TemporalUnavailable, connect
 from ace_email.temporal.codec import new_key_text
 from devtools.localmail import LocalMailServer, MailServerThread, MailUser
@@ -387,10 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         help="add N to every port, to run a second stack beside the first",
     )
     parser.add_argument("--no-samples", action="store_true", help="do not seed sample emails")
+    add_logging_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     offset: int = args.port_offset
@@ -406,9 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         asyncio.run(run(data_dir, ports, not args.no_samples, again))
-    except (ConfigError, TemporalUnavailable) as exc:
+    except ConfigError as exc:
         print(f"dev.py run: {exc}", file=sys.stderr)
         return 2
+    except TemporalUnavailable as exc:
+        print(f"dev.py run: {exc}", file=sys.stderr)
+        return exc.exit_status
     except (CannotStart, StackInUse, OSError) as exc:
         print(f"dev.py run: {exc}", file=sys.stderr)
         return 1

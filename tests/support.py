@@ -262,8 +262,11 @@ def account_settings(
     )
 
 
-def write_config(path: Path, settings: Settings, password_env: str | None = None) -> Path:
-    """The same settings as a TOML file, the way an operator writes them."""
+def write_config(
+    path: Path, settings: Settings, password_env: str | None = None, extra_toml: str = ""
+) -> Path:
+    """The same settings as a TOML file, the way an operator writes them; `extra_toml` adds
+    tables of its own (`[metrics]`, say)."""
     lines = [
         "[temporal]",
         f'address = "{settings.temporal.address}"',
@@ -314,5 +317,6 @@ def write_config(path: Path, settings: Settings, password_env: str | None = None
             lines.append(f'email = "{agent.email}"')
         if agent.queues:
             lines.append(f"queues = [{', '.join(repr(q) for q in agent.queues)}]")
+    lines.append(extra_toml)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -31,6 +31,12 @@ class QueueSettings(Section):
     escalate_step: int = Field(default=1, ge=1)
     escalate_max: int | None = None
     overflow_after_minutes: float | None = Field(default=None, gt=0)
+    answer_within_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="the longest wait the queue promises: alerts fire when the oldest waits "
+        "longer (default: overflow_after_minutes)",
+    )
     overflow_to: str | None = None
 
     @model_validator(mode="after")
@@ -55,6 +61,10 @@ class QueueSettings(Section):
             ),
             overflow_to=self.overflow_to,
         )
+
+    def answer_within_seconds(self) -> float | None:
+        minutes = self.answer_within_minutes or self.overflow_after_minutes
+        return minutes * 60 if minutes is not None else None
 
 
 class AgentSettings(Section):

@@ -24,6 +24,7 @@ from ace_email.analysis.language import DEFAULT_LANGUAGES
 from ace_email.compose.templates import BUILTIN_TEMPLATES, TemplateError, TemplateSettings
 from ace_email.config.accounts import AccountSettings
 from ace_email.config.base import ConfigError, Section
+from ace_email.config.observability import MetricsSettings, TracingSettings
 from ace_email.config.queues import AgentSettings, QueueSettings, RoutingSettings
 from ace_email.config.temporal import IntakeSettings, TemporalSettings
 from ace_email.contracts.base import Channel
@@ -65,6 +66,8 @@ class Settings(BaseSettings):
     templates: dict[str, TemplateSettings] = {}
     accounts: list[AccountSettings] = []
     agents: list[AgentSettings] = []
+    metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @field_validator("queues")
     @classmethod

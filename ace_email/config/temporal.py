@@ -1,8 +1,10 @@
-"""Where Temporal is and how payloads travel: address, namespace, task queue, the payload
-encryption keys, and the codec server that lets the Web UI read them; and the intake endpoint."""
+"""Where Temporal is and how to reach it safely: address, namespace, task queue, TLS (mutual TLS
+with a client certificate) and an API key; how payloads travel: the payload encryption keys, and
+the codec server that lets the Web UI read them; and the intake endpoint."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Self
 
 from pydantic import (
@@ -10,7 +12,7 @@ from pydantic import (
     model_validator,
 )
 
-from ace_email.config.base import ConfigError, ReadableFile, Section
+from ace_email.config.base import ConfigError, ReadableFile, Section, is_loopback
 from ace_email.config.secrets import read_secret, sources_given
 from ace_email.temporal.codec import KEY_ID_PATTERN, KeyringError, parse_keyring
 
@@ -101,9 +103,67 @@ class CodecServerSettings(Section):
         return token
 
 
+def _pem(path: Path | None, marker: str, what: str) -> None:
+    """A file that should hold PEM `marker` blocks; ValueError naming the file otherwise."""
+    if path is None:
+        return
+    if marker.encode() not in path.read_bytes():
+        raise ValueError(f"{path} holds no {what} (a PEM file with '{marker}')")
+
+
+class TemporalTlsSettings(Section):
+    """`[temporal.tls]`: present means TLS on. An empty table trusts the system's CAs; the
+    files are PEM. A client certificate (mutual TLS) needs its key, and the key its
+    certificate."""
+
+    server_ca_file: ReadableFile | None = None
+    server_name: str | None = Field(default=None, min_length=1)
+    client_cert_file: ReadableFile | None = None
+    client_key_file: ReadableFile | None = None
+
+    @model_validator(mode="after")
+    def _files_hold_what_they_should(self) -> Self:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            given, missing = (
+                ("client_cert_file", "client_key_file")
+                if self.client_key_file is None
+                else ("client_key_file", "client_cert_file")
+            )
+            raise ValueError(f"{given} is given without {missing}: mutual TLS needs both")
+        _pem(self.server_ca_file, "-----BEGIN CERTIFICATE-----", "certificate")
+        _pem(self.client_cert_file, "-----BEGIN CERTIFICATE-----", "certificate")
+        _pem(self.client_key_file, "PRIVATE KEY-----", "private key")
+        return self
+
+
 class TemporalSettings(Section):
     address: str = "127.0.0.1:7233"
     namespace: str = "default"
     task_queue: str = "ace-email"
+    api_key_env: str | None = Field(default=None, min_length=1)
+    api_key_file: ReadableFile | None = None
+    tls: TemporalTlsSettings | None = None
     encryption: EncryptionSettings | None = None
     codec_server: CodecServerSettings = CodecServerSettings()
+
+    @model_validator(mode="after")
+    def _api_key_never_in_clear(self) -> Self:
+        if sources_given(self, "api_key") and self.tls is None and not is_loopback(self.host):
+            raise ValueError(
+                f"an API key is never sent in clear: add a [temporal.tls] table (TLS) for "
+                f"{self.address}, or remove api_key_env/api_key_file"
+            )
+        return self
+
+    @property
+    def host(self) -> str:
+        """The address's host, without its port (and without an IPv6 address's brackets)."""
+        host = self.address.rpartition(":")[0] if ":" in self.address else self.address
+        return host.strip("[]")
+
+    def api_key(self) -> str | None:
+        """The API key, read now (a rotated file takes effect at the next connection)."""
+        key = read_secret(self, "api_key", "temporal.")
+        if key is not None and not key:
+            raise ConfigError("temporal.api_key: the API key is empty")
+        return key

@@ -19,6 +19,16 @@ def contact_workflow_id(account: str, key: str) -> str:
     return f"contact-{account}-{key[:CONTACT_KEY_LENGTH]}"
 
 
+def account_of_workflow(workflow_id: str) -> str | None:
+    """The account a mailbox's, a contact's or a reply ledger's workflow id belongs to."""
+    for prefix in ("mailbox-", "autoreply-ledger-"):
+        if workflow_id.startswith(prefix):
+            return workflow_id.removeprefix(prefix) or None
+    if workflow_id.startswith("contact-") and len(workflow_id) > 9 + CONTACT_KEY_LENGTH:
+        return workflow_id[len("contact-") : -(CONTACT_KEY_LENGTH + 1)]
+    return None
+
+
 def contact_reference(key: str) -> str:
     """The short reference a customer sees in a subject, e.g. `[#3F9A0C1B]`."""
     return key[:REFERENCE_LENGTH].upper()

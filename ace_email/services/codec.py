@@ -22,7 +22,8 @@ from temporalio.api.common.v1 import Payloads
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
 from ace_email.exiting import interrupt_on_stop_signals
-from ace_email.services.http import JsonHandler, JsonService, configure_logging, service_arguments
+from ace_email.services.http import JsonHandler, JsonService, service_arguments
+from ace_email.telemetry.logs import configure_logging
 from ace_email.temporal.client import encryption_codec
 from ace_email.temporal.codec import EncryptionCodec, PayloadDecryptionError
 
@@ -124,7 +125,7 @@ def codec_server(
 def main(argv: list[str] | None = None) -> int:
     parser = service_arguments(__doc__.splitlines()[0], "temporal.codec_server")
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     interrupt_on_stop_signals()
     try:
         server = codec_server(load_settings(args.config), args.host, args.port)

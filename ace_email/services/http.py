@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from ace_email.telemetry.logs import add_logging_arguments
+
 DISCARD_AT_MOST = 64 * 1024 * 1024
 
 
@@ -81,18 +83,12 @@ class JsonHandler(BaseHTTPRequestHandler):
 
 
 def service_arguments(description: str, section: str) -> argparse.ArgumentParser:
-    """--config, --host, --port, --log-level, as both services take them."""
+    """--config, --host, --port, --log-level, --log-format, as both services take them."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--config", help="TOML configuration (default: $ACE_EMAIL_CONFIG or ./ace-email.toml)"
     )
     parser.add_argument("--host", help=f"address to listen on (default: {section}.host)")
     parser.add_argument("--port", type=int, help=f"port (default: {section}.port)")
-    parser.add_argument("--log-level", default="INFO")
+    add_logging_arguments(parser)
     return parser
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )

@@ -43,7 +43,8 @@ from ace_email.operations.workitems import (
     create_work_item,
     parse_request,
 )
-from ace_email.services.http import JsonHandler, JsonService, configure_logging, service_arguments
+from ace_email.services.http import JsonHandler, JsonService, service_arguments
+from ace_email.telemetry.logs import configure_logging
 from ace_email.temporal.client import TemporalUnavailable, connect
 
 log = logging.getLogger("ace_email.intake_server")
@@ -174,15 +175,18 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> None
 
 def main(argv: list[str] | None = None) -> int:
     args = service_arguments(__doc__.splitlines()[0], "intake").parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     interrupt_on_stop_signals()
     try:
         settings = load_settings(args.config)
         settings.intake.token()
         asyncio.run(_serve(settings, args.host, args.port))
-    except (ConfigError, TemporalUnavailable) as exc:
+    except ConfigError as exc:
         print(f"intake server: {exc}", file=sys.stderr)
         return 2
+    except TemporalUnavailable as exc:
+        print(f"intake server: {exc}", file=sys.stderr)
+        return exc.exit_status
     except OSError as exc:
         print(f"intake server: cannot listen: {exc}", file=sys.stderr)
         return 2

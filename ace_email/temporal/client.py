@@ -1,27 +1,41 @@
-"""Connecting to Temporal the same way everywhere: pydantic payloads, encrypted when configured,
-and a clear error if Temporal is down."""
+"""Connecting to Temporal the same way everywhere: TLS, a client certificate and an API key as
+configured, pydantic payloads (encrypted when configured), and one clear line when Temporal is
+down or refuses us."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
-from temporalio.service import RPCError
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError, TLSConfig
 
+from ace_email.config.base import ConfigError
 from ace_email.config.temporal import EncryptionSettings, TemporalSettings
 from ace_email.contracts import search_attributes as sa
 from ace_email.temporal.codec import EncryptionCodec
 
 
 class TemporalUnavailable(Exception):
-    pass
+    """Temporal cannot be reached; scripts exit with `exit_status` and this one line."""
+
+    exit_status = 2
+
+
+class TemporalRefused(TemporalUnavailable):
+    """Temporal (or the proxy before it) answered and refused us: a certificate, the CA or the
+    API key is wrong. Scripts exit 1 with the line that says what to fix."""
+
+    exit_status = 1
 
 
 def encryption_codec(encryption: EncryptionSettings) -> EncryptionCodec:
@@ -44,16 +58,49 @@ def data_converter(temporal: TemporalSettings) -> DataConverter:
     return encrypted_converter(encryption_codec(temporal.encryption))
 
 
-async def connect(temporal: TemporalSettings) -> Client:
+def tls_config(temporal: TemporalSettings) -> TLSConfig | bool:
+    """`[temporal.tls]` for the client: False without the table; the files are read now."""
+    tls = temporal.tls
+    if tls is None:
+        return False
+
+    def read(path: Path | None, key: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"temporal.tls.{key}: cannot read {path}: {exc.strerror}") from None
+
+    return TLSConfig(
+        server_root_ca_cert=read(tls.server_ca_file, "server_ca_file"),
+        domain=tls.server_name,
+        client_cert=read(tls.client_cert_file, "client_cert_file"),
+        client_private_key=read(tls.client_key_file, "client_key_file"),
+    )
+
+
+async def connect(
+    temporal: TemporalSettings,
+    *,
+    runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
+) -> Client:
+    """A client as configured; TemporalUnavailable (or TemporalRefused) with one line if the
+    first call fails. `runtime` carries the worker's metrics; `interceptors` its tracing."""
     converter = data_converter(temporal)
     try:
         return await Client.connect(
             temporal.address,
             namespace=temporal.namespace,
             data_converter=converter,
+            tls=tls_config(temporal),
+            api_key=temporal.api_key(),
+            runtime=runtime,
+            interceptors=interceptors,
         )
     except (RuntimeError, RPCError, OSError) as exc:
-        raise TemporalUnavailable(connect_failure(temporal, str(exc))) from None
+        raise refusal_or_failure(temporal, exc) from None
 
 
 # What the client's transport says, and what it means for the person who runs the command.
@@ -73,6 +120,23 @@ _CAUSES = (
     (("timeout", "timed out", "deadline"), "no answer in time (a firewall, or a wrong port)"),
     (("certificate", "tls", "ssl", "handshake"), "the TLS handshake failed"),
 )
+
+# Refusals: Temporal, or a proxy before it, answered and said no. (needles, what to fix)
+_REFUSALS: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+
+def refusal_or_failure(temporal: TemporalSettings, exc: BaseException) -> TemporalUnavailable:
+    """TemporalRefused where the server refused us (with what to fix), else
+    TemporalUnavailable. The text never carries the API key: the SDK does not echo it."""
+    detail = str(exc)
+    lowered = detail.lower()
+    for needles, fix in _REFUSALS:
+        if any(needle in lowered for needle in needles):
+            return TemporalRefused(
+                f"Temporal at {temporal.address} (namespace {temporal.namespace}) refused the "
+                f"connection: {fix}"
+            )
+    return TemporalUnavailable(connect_failure(temporal, detail))
 
 
 def connect_failure(temporal: TemporalSettings, detail: str) -> str:

@@ -9,6 +9,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from ace_email.contracts import metrics
     from ace_email.contracts.base import Channel
     from ace_email.contracts.ledger import ReserveReplyRequest, ReserveReplyResult
     from ace_email.contracts.mail_work import (
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ContactBase,
         failure,
     )
+    from workflows.metrics import count
 
 
 class AutoReplies(ContactBase):
@@ -83,3 +85,9 @@ class AutoReplies(ContactBase):
     def _note_auto_reply(self, outcome: str) -> None:
         self._state.auto_reply = outcome
         self._update_details()
+        account = self._policy.name
+        if outcome.startswith("sent to "):
+            count(metrics.AUTO_REPLIES_SENT, account=account)
+        else:
+            reason = metrics.suppressed_label(outcome)
+            count(metrics.AUTO_REPLIES_SUPPRESSED, account=account, reason=reason)

@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from ace_email.contracts import metrics
     from ace_email.contracts import search_attributes as sa
     from ace_email.contracts.base import Channel
     from ace_email.contracts.contact import (
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from ace_email.contracts.message import MessageRef
     from workflows import activity_options
     from workflows.contact.phases import Agent, Command, Phase
+    from workflows.metrics import count
 
 R = TypeVar("R")
 
@@ -129,6 +131,16 @@ class ContactBase:
         self._state.status = status
         workflow.upsert_search_attributes([sa.STATUS.value_set(status.value)])
         self._update_details()
+        self._count_status(status)
+
+    def _count_status(self, status: ContactStatus) -> None:
+        if status is ContactStatus.QUARANTINED:
+            reason = metrics.quarantine_label(self._state.quarantine_reason or "")
+            count(metrics.EMAILS_QUARANTINED, account=self._policy.name, reason=reason)
+        elif status is ContactStatus.DELIVERED:
+            count(metrics.DELIVERIES, mode="external")
+        elif status is ContactStatus.ASSIGNED:
+            count(metrics.DELIVERIES, mode="built-in")
 
     def _update_details(self) -> None:
         workflow.set_current_details(details(self._state))

@@ -17,7 +17,7 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from ace_email.contracts import ids
+    from ace_email.contracts import ids, metrics
     from ace_email.contracts import search_attributes as sa
     from ace_email.contracts.base import Channel
     from ace_email.contracts.contact import (
@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         Route,
         Transfer,
     )
+    from workflows.metrics import count
 from workflows.contact.auto_reply import AutoReplies
 from workflows.contact.before_routing import BeforeRouting
 from workflows.contact.routed import RoutedLife
@@ -132,6 +133,8 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
             self._set_status(ContactStatus.MISSING)
             return await self._finish()
         self._ref = claim.ref
+        if self._work_item is None:
+            count(metrics.EMAILS_TAKEN_IN, account=self._policy.name)
         self._rules_era = workflow.patched(RULES_PATCH)
         analysis, routing = claim.analysis, claim.routing
         if self._work_item is not None:
@@ -374,6 +377,7 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
         await self._deliver_follow_ups()
         await self._settle_duplicates()
         self._state.finished_at = workflow.now()
+        count(metrics.CONTACTS_CLOSED, status=self._state.status.value)
         return self._state
 
     def _take_analysis(self, analysis: Analysis, routing: Routing | None) -> None:
