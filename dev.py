@@ -71,6 +71,22 @@ def ensure_company_mail() -> None:
         print(f"the tests against Dovecot and Postfix are skipped: {exc}", flush=True)
 
 
+def ensure_grpc_proxy() -> None:
+    """nginx, for the tests of Temporal behind a TLS proxy: installed here when missing and
+    this is root on Debian; otherwise those tests are skipped and say why."""
+    from devtools import grpc_proxy
+
+    reason = grpc_proxy.unavailable_reason()
+    if reason is None:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(f"the tests through a TLS proxy are skipped: {reason}", flush=True)
+        return
+    print("installing nginx for the tests through a TLS proxy (apt-get) ...", flush=True)
+    if grpc_proxy.main(["install"]) != 0:
+        print("the tests through a TLS proxy are skipped: nginx did not install", flush=True)
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
     if command not in ("run", "test", "send", "mail"):
@@ -83,6 +99,7 @@ def main(argv: list[str]) -> int:
     if command in ("send", "mail"):
         os.execv(PYTHON, [str(PYTHON), "-m", "devtools.mail_commands", *argv])
     ensure_company_mail()
+    ensure_grpc_proxy()
     checks = [
         [str(PYTHON), "-m", "ruff", "check", "."],
         [str(PYTHON), "-m", "ruff", "format", "--check", "."],

@@ -263,15 +263,20 @@ def account_settings(
 
 
 def write_config(
-    path: Path, settings: Settings, password_env: str | None = None, extra_toml: str = ""
+    path: Path,
+    settings: Settings,
+    password_env: str | None = None,
+    extra_toml: str = "",
+    temporal_toml: str = "",
 ) -> Path:
     """The same settings as a TOML file, the way an operator writes them; `extra_toml` adds
-    tables of its own (`[metrics]`, say)."""
+    tables of its own (`[metrics]`, say), `temporal_toml` keys to `[temporal]`."""
     lines = [
         "[temporal]",
         f'address = "{settings.temporal.address}"',
         f'namespace = "{settings.temporal.namespace}"',
         f'task_queue = "{settings.temporal.task_queue}"',
+        temporal_toml,
     ]
     for account in settings.accounts:
         lines += [

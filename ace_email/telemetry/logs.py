@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
-from temporalio import activity
+from temporalio import activity, workflow
 
 from ace_email.contracts import ids
 
@@ -42,6 +42,7 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         handler.setFormatter(AceJsonFormatter())
         # The identifiers go into fields of their own, not into the message's text.
         activity.logger.activity_info_on_message = False
+        workflow.logger.workflow_info_on_message = False
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

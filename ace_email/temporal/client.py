@@ -115,28 +115,99 @@ _CAUSES = (
     ),
     (
         ("h2 protocol", "http2", "frame_size", "invalid http"),
-        "something answers there, but not Temporal's gRPC (the Web UI's port, say)",
+        "something answers there, but not Temporal's plain gRPC (a TLS port: add "
+        "[temporal.tls]; or the Web UI's port)",
     ),
     (("timeout", "timed out", "deadline"), "no answer in time (a firewall, or a wrong port)"),
     (("certificate", "tls", "ssl", "handshake"), "the TLS handshake failed"),
 )
 
-# Refusals: Temporal, or a proxy before it, answered and said no. (needles, what to fix)
-_REFUSALS: tuple[tuple[tuple[str, ...], str], ...] = ()
-
 
 def refusal_or_failure(temporal: TemporalSettings, exc: BaseException) -> TemporalUnavailable:
-    """TemporalRefused where the server refused us (with what to fix), else
-    TemporalUnavailable. The text never carries the API key: the SDK does not echo it."""
-    detail = str(exc)
-    lowered = detail.lower()
-    for needles, fix in _REFUSALS:
-        if any(needle in lowered for needle in needles):
-            return TemporalRefused(
-                f"Temporal at {temporal.address} (namespace {temporal.namespace}) refused the "
-                f"connection: {fix}"
+    """TemporalRefused where Temporal (or a proxy before it) refused us, with what to fix;
+    else TemporalUnavailable. The text names settings, never their values: the SDK's error
+    carries no key, and nothing of it but the cause is shown."""
+    fix = refusal(temporal, str(exc))
+    if fix is None:
+        return TemporalUnavailable(connect_failure(temporal, str(exc)))
+    return TemporalRefused(
+        f"Temporal at {temporal.address} (namespace {temporal.namespace}) refused the "
+        f"connection: {fix}"
+    )
+
+
+def refusal(temporal: TemporalSettings, detail: str) -> str | None:
+    """What to fix, for an error that says the server (or a proxy) refused our credentials
+    or its certificate failed our checks; None for any other failure."""
+    text = detail.lower()
+    tls = temporal.tls
+    has_key = temporal.api_key_env is not None or temporal.api_key_file is not None
+    has_cert = tls is not None and tls.client_cert_file is not None
+    key_setting = "temporal.api_key_env" if temporal.api_key_env else "temporal.api_key_file"
+    if "unknownissuer" in text or "unknown issuer" in text:
+        if tls is not None and tls.server_ca_file is not None:
+            return (
+                "the server's certificate is not signed by the configured CA "
+                f"(temporal.tls.server_ca_file = {tls.server_ca_file}); give the CA that "
+                "signed it"
             )
-    return TemporalUnavailable(connect_failure(temporal, detail))
+        return (
+            "the server's certificate is not signed by a CA this system trusts; give its CA "
+            "in temporal.tls.server_ca_file"
+        )
+    if "notvalidforname" in text or "not valid for name" in text:
+        return (
+            "the server's certificate is not made out to this host name; set "
+            "temporal.tls.server_name to a name the certificate holds"
+        )
+    if "expired" in text and "certificate" in text:
+        return "the server's certificate has expired (or this machine's clock is wrong)"
+    if "invalidcontenttype" in text:
+        return (
+            "the server does not speak TLS on this port; remove [temporal.tls] or give the "
+            "address of its TLS port"
+        )
+    if any(n in text for n in ("certificaterequired", "certificate required", "no required ssl")):
+        return (
+            "the server wants a client certificate (mutual TLS); set "
+            "temporal.tls.client_cert_file and temporal.tls.client_key_file"
+        )
+    if any(
+        n in text for n in ("badcertificate", "unknownca", "certificate rejected", "unknown ca")
+    ):
+        return _client_cert_refused()
+    if "status: 400 bad request" in text and tls is not None:
+        # nginx answers a missing or untrusted client certificate with a plain 400.
+        return (
+            _client_cert_refused()
+            if has_cert
+            else (
+                "the server wants a client certificate (mutual TLS); set "
+                "temporal.tls.client_cert_file and temporal.tls.client_key_file"
+            )
+        )
+    if "unauthenticated" in text or "401 unauthorized" in text:
+        if has_key:
+            return f"the API key was refused; check {key_setting} (a revoked or mistyped key)"
+        if "api key" in text or "authorization" in text or not has_cert:
+            return (
+                "the server wants credentials: an API key (temporal.api_key_env or "
+                "temporal.api_key_file), or a client certificate (temporal.tls)"
+            )
+        return _client_cert_refused()
+    if "permissiondenied" in text or "permission denied" in text or "403 forbidden" in text:
+        return (
+            f"these credentials may not use namespace {temporal.namespace}; check "
+            "temporal.namespace, and the key's or the certificate's permissions"
+        )
+    return None
+
+
+def _client_cert_refused() -> str:
+    return (
+        "the server refused our client certificate (temporal.tls.client_cert_file): it is "
+        "not signed by a CA the server trusts, or has expired"
+    )
 
 
 def connect_failure(temporal: TemporalSettings, detail: str) -> str:

@@ -30,12 +30,11 @@ from string import Template
 from types import TracebackType
 from typing import Final, Self
 
+from devtools import debian
+
 HERE: Final = Path(__file__).resolve().parent
 PACKAGES: Final = ("dovecot-imapd", "dovecot-lmtpd", "postfix")
 DOMAINS: Final = ("example.com", "example.org", "example.net")
-POLICY_RC_D: Final = Path("/usr/sbin/policy-rc.d")
-#: Refuses every service start while the packages are installed (see invoke-rc.d(8)).
-_DENY_ALL: Final = b"#!/bin/sh\nexit 101\n"
 _SYSTEM_PIDFILES: Final = (
     Path("/run/dovecot/master.pid"),
     Path("/var/spool/postfix/pid/master.pid"),
@@ -81,16 +80,7 @@ def free_port() -> int:
 
 def installed() -> bool:
     """Whether all three packages are installed (dpkg's view)."""
-    if not shutil.which("dpkg-query"):
-        return False
-    result = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${db:Status-Status}\n", *PACKAGES],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    states = result.stdout.split()
-    return result.returncode == 0 and states == ["installed"] * len(PACKAGES)
+    return debian.installed(PACKAGES)
 
 
 def unavailable_reason() -> str | None:
@@ -124,22 +114,11 @@ def install() -> None:
         env=env,
         check=True,
     )
-    command = ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]
-    previous = POLICY_RC_D.read_bytes() if POLICY_RC_D.exists() else None
-    POLICY_RC_D.write_bytes(_DENY_ALL)
-    POLICY_RC_D.chmod(0o755)
     try:
-        if subprocess.run(command, env=env, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, check=True)
-            subprocess.run(command, env=env, check=True)
-    finally:
-        if previous is None:
-            POLICY_RC_D.unlink(missing_ok=True)
-        else:
-            POLICY_RC_D.write_bytes(previous)
+        debian.apt_install(PACKAGES)
+    except debian.InstallError as exc:
+        raise CompanyMailError(str(exc)) from None
     _stop_system_services()
-    if not installed():
-        raise CompanyMailError(f"apt-get did not install {', '.join(PACKAGES)}")
 
 
 def _stop_system_services() -> None:

@@ -3,6 +3,7 @@ cause, an activity's described failure one line too; tracebacks only at DEBUG.""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import signal
@@ -17,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from ace_email.operations.registry import sync
 from activities.failure_logs import OneLineFailures
-from tests.support import free_port, write_config
+from tests.support import PASSWORD, free_port, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -96,3 +97,38 @@ async def test_a_failed_poll_is_one_line_with_the_account_and_the_cause(
         assert [ln for ln in text.splitlines() if " WARNING " in ln] == failed
     else:
         assert "Traceback" in text and "Connection refused" in text
+
+
+@pytest.mark.embedded_only
+async def test_json_logs_are_one_object_a_line_with_the_account_and_workflow(
+    settings: object, client: Client, tmp_path: Path
+) -> None:
+    from ace_email.config.settings import Settings
+
+    assert isinstance(settings, Settings)
+    account = settings.accounts[0]
+    imap = account.imap.model_copy(update={"port": free_port(), "poll_interval_seconds": 0.5})
+    settings = settings.model_copy(update={"accounts": [account.model_copy(update={"imap": imap})]})
+    config = write_config(tmp_path / "ace-email.toml", settings)
+    log = tmp_path / "worker.log"
+    command = [sys.executable, "worker.py", "--config", str(config), "--log-format", "json"]
+    with log.open("wb") as out:
+        worker = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        await sync(client, settings)
+        deadline = time.monotonic() + 60
+        while len(re.findall("poll failed", log.read_text())) < 2:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines), lines
+    failed = [line for line in lines if "poll failed" in line["message"]]
+    assert failed and all(line["level"] == "WARNING" for line in failed)
+    for line in failed:
+        assert line["account"] == account.name, line
+        assert line["workflow_id"] == f"mailbox-{account.name}", line
+        assert "temporal_workflow" not in line and "({" not in line["message"], line
+    assert PASSWORD not in log.read_text()
