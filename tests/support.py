@@ -7,7 +7,8 @@ import email
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from email.message import EmailMessage, Message
 from email.policy import default as default_policy
 from pathlib import Path
@@ -22,7 +23,7 @@ from ace_email.config.settings import Settings
 from ace_email.contracts.contact import ContactState, ContactStatus
 from ace_email.operations.common import Refused, contact_state
 from devtools.companymail.stack import CompanyMail
-from devtools.localmail import LocalMailServer
+from devtools.localmail import LocalMailServer, MailServerThread, MailUser
 
 T = TypeVar("T")
 
@@ -325,3 +326,15 @@ def write_config(
     lines.append(extra_toml)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@asynccontextmanager
+async def embedded_mail(directory: Path, addresses: Sequence[str]) -> AsyncIterator[MailStack]:
+    """The embedded mail server with a mailbox for each address (customers whose automatic
+    replies must arrive, say) besides support@ and the agents'."""
+    imap_port, smtp_port = free_port(), free_port()
+    everyone = dict.fromkeys(["support@example.com", AGENT_EMAIL, SECOND_AGENT_EMAIL, *addresses])
+    users = [MailUser(address, PASSWORD) for address in everyone]
+    server = LocalMailServer(directory, users, imap_port=imap_port, smtp_port=smtp_port)
+    async with MailServerThread(server):
+        yield MailStack(server, imap_port, smtp_port, "support@example.com")

@@ -143,6 +143,13 @@ class TemporalSettings(Section):
     api_key_env: str | None = Field(default=None, min_length=1)
     api_key_file: ReadableFile | None = None
     tls: TemporalTlsSettings | None = None
+    connect_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        le=600,
+        description="how long to wait for Temporal's first answer (a TLS port that never "
+        "answers would hold a connection attempt forever)",
+    )
     encryption: EncryptionSettings | None = None
     codec_server: CodecServerSettings = CodecServerSettings()
 

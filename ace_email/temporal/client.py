@@ -4,6 +4,7 @@ down or refuses us."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,16 +90,20 @@ async def connect(
     """A client as configured; TemporalUnavailable (or TemporalRefused) with one line if the
     first call fails. `runtime` carries the worker's metrics; `interceptors` its tracing."""
     converter = data_converter(temporal)
+    connecting = Client.connect(
+        temporal.address,
+        namespace=temporal.namespace,
+        data_converter=converter,
+        tls=tls_config(temporal),
+        api_key=temporal.api_key(),
+        runtime=runtime,
+        interceptors=interceptors,
+    )
     try:
-        return await Client.connect(
-            temporal.address,
-            namespace=temporal.namespace,
-            data_converter=converter,
-            tls=tls_config(temporal),
-            api_key=temporal.api_key(),
-            runtime=runtime,
-            interceptors=interceptors,
-        )
+        return await asyncio.wait_for(connecting, temporal.connect_timeout_seconds)
+    except TimeoutError:
+        waited = f"no answer in {temporal.connect_timeout_seconds:g} s"
+        raise TemporalUnavailable(connect_failure(temporal, waited)) from None
     except (RuntimeError, RPCError, OSError) as exc:
         raise refusal_or_failure(temporal, exc) from None
 
@@ -118,7 +123,10 @@ _CAUSES = (
         "something answers there, but not Temporal's plain gRPC (a TLS port: add "
         "[temporal.tls]; or the Web UI's port)",
     ),
-    (("timeout", "timed out", "deadline"), "no answer in time (a firewall, or a wrong port)"),
+    (
+        ("timeout", "timed out", "deadline", "no answer in"),
+        "no answer in time (a firewall, a wrong port, or a TLS port that does not answer)",
+    ),
     (("certificate", "tls", "ssl", "handshake"), "the TLS handshake failed"),
 )
 

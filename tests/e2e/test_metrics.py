@@ -20,15 +20,14 @@ from ace_email.contracts.queues import Presence
 from ace_email.operations.agents_queues import set_presence
 from ace_email.operations.common import contact_state
 from ace_email.operations.registry import sync
-from devtools.localmail import LocalMailServer, MailServerThread, MailUser
 from tests.faults import TcpProxy, WorkerSupervisor
 from tests.metrics_support import Samples, present, scrape, scrape_text, total
 from tests.poison import JUNK
 from tests.routing_support import new_tag, routed_settings
 from tests.support import (
     AGENT_EMAIL,
-    PASSWORD,
     MailStack,
+    embedded_mail,
     eventually,
     free_port,
     make_message,
@@ -45,13 +44,8 @@ CUSTOMERS = [f"c{i}@example.org" for i in range(4)]
 
 @pytest.fixture
 async def mail(tmp_path: Path) -> AsyncIterator[MailStack]:
-    """The embedded mail server, with a mailbox for each customer (their replies arrive)."""
-    imap_port, smtp_port = free_port(), free_port()
-    addresses = ["support@example.com", AGENT_EMAIL, "away@example.org", *CUSTOMERS]
-    users = [MailUser(address, PASSWORD) for address in addresses]
-    server = LocalMailServer(tmp_path / "mail", users, imap_port=imap_port, smtp_port=smtp_port)
-    async with MailServerThread(server):
-        yield MailStack(server, imap_port, smtp_port, "support@example.com")
+    async with embedded_mail(tmp_path / "mail", [*CUSTOMERS, "away@example.org"]) as stack:
+        yield stack
 
 
 async def test_metrics_after_real_traffic_count_each_email_once(

@@ -4,6 +4,7 @@ behind a proxy and in front of Temporal's own mutual TLS."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,13 @@ import pytest
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import load_settings
 from ace_email.config.temporal import TemporalSettings
-from ace_email.temporal.client import TemporalRefused, refusal, refusal_or_failure
+from ace_email.temporal.client import (
+    TemporalRefused,
+    TemporalUnavailable,
+    connect,
+    refusal,
+    refusal_or_failure,
+)
 
 PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 PEM_KEY = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
@@ -173,3 +180,18 @@ def test_an_unreachable_server_is_no_refusal() -> None:
     failure = refusal_or_failure(TemporalSettings(), RuntimeError(error))
     assert not isinstance(failure, TemporalRefused) and failure.exit_status == 2
     assert "nothing listens there" in str(failure)
+
+
+async def test_a_port_that_never_answers_times_out_with_one_line(tmp_path: Path) -> None:
+    """A TLS handshake to a port that accepts and stays silent would wait forever."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = silent.getsockname()[1]
+        temporal = TemporalSettings.model_validate(
+            {"address": f"127.0.0.1:{port}", "tls": {}, "connect_timeout_seconds": 1}
+        )
+        with pytest.raises(TemporalUnavailable) as raised:
+            await connect(temporal)
+    finally:
+        silent.close()
+    assert "no answer in time" in str(raised.value) and raised.value.exit_status == 2
