@@ -108,6 +108,7 @@ async def test_two_workers_a_third_mid_run_and_one_stopped_lose_and_double_nothi
     workers = [WorkerProcess(f"w{i}", config, tmp_path / f"w{i}.log") for i in (1, 2)]
     try:
         await eventually(lambda: workers[0].scrape(), timeout=30)
+        print(f"w1 idle: {workers[0].cost()}")
         await sync(client, settings)
         await set_presence(client, settings, alice, Presence.READY)
         contacts: list[str] = []
