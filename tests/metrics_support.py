@@ -5,10 +5,36 @@ from __future__ import annotations
 import re
 import urllib.request
 
+from ace_email.contracts import metrics
+
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+# Temporal SDK metrics that tests/e2e/test_metrics.py sees on a worker after real traffic; with
+# ace-email's own (ace_email.contracts.metrics), these are all deploy/ may use.
+SDK_METRICS = (
+    "temporal_workflow_task_execution_latency_seconds",
+    "temporal_workflow_task_schedule_to_start_latency_seconds",
+    "temporal_activity_execution_latency_seconds",
+    "temporal_activity_schedule_to_start_latency_seconds",
+    "temporal_activity_task_received_total",
+    "temporal_worker_task_slots_available",
+    "temporal_worker_task_slots_used",
+    "temporal_request_total",
+    "temporal_request_failure_total",
+    "temporal_workflow_completed_total",
+    "temporal_num_pollers",
+    "temporal_sticky_cache_size",
+)
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def ace_metric_names() -> list[str]:
+    """ace-email's own metrics as Prometheus shows them (counters with `_total`)."""
+    counters = [f"{metric.name}_total" for metric in metrics.COUNTERS]
+    return counters + [metric.name for metric in metrics.GAUGES]
 
 
 def scrape_text(port: int) -> str:
@@ -39,4 +65,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 
 def present(samples: Samples, name: str) -> bool:
-    return any(n == name for n, _ in samples)
+    """A sample of `name` (or of the histogram `name`) is there."""
+    names = {name, *(name + suffix for suffix in HISTOGRAM_SUFFIXES)}
+    return any(n in names for n, _ in samples)

@@ -21,7 +21,15 @@ from ace_email.operations.agents_queues import set_presence
 from ace_email.operations.common import contact_state
 from ace_email.operations.registry import sync
 from tests.faults import TcpProxy, WorkerSupervisor
-from tests.metrics_support import Samples, present, scrape, scrape_text, total
+from tests.metrics_support import (
+    SDK_METRICS,
+    Samples,
+    ace_metric_names,
+    present,
+    scrape,
+    scrape_text,
+    total,
+)
 from tests.poison import JUNK
 from tests.routing_support import new_tag, routed_settings
 from tests.support import (
@@ -149,6 +157,8 @@ def check_counters(samples: Samples, account: str, states: list[ContactState]) -
     assert total(samples, "ace_queue_oldest_wait_seconds") > 0
     # The outage: the poll (or a claim) failed and was retried, and counted as an error.
     assert total(samples, "ace_mail_errors_total", account=account, protocol="imap") >= 1
-    # Temporal's SDK metrics, from the same endpoint.
+    # Every metric ace-email defines, and the SDK's that deploy/ uses, from the same endpoint.
+    for name in [*ace_metric_names(), *SDK_METRICS]:
+        assert present(samples, name), name
     assert total(samples, "temporal_workflow_task_execution_latency_seconds_count") > 0
     assert total(samples, "temporal_activity_execution_latency_seconds_count") > 0

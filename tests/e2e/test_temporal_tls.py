@@ -197,7 +197,7 @@ REFUSALS: dict[str, tuple[str, dict[str, object], str]] = {
 
 
 @pytest.mark.parametrize("case", list(REFUSALS))
-@pytest.mark.parametrize("script", ["starter.py", "worker.py"])
+@pytest.mark.parametrize("script", ["starter.py", "worker.py", "intake server"])
 async def test_a_refused_connection_is_one_line_and_exit_1(
     proxy: GrpcTlsProxy,
     mail: MailStack,
@@ -205,8 +205,12 @@ async def test_a_refused_connection_is_one_line_and_exit_1(
     tmp_path: Path,
     case: str,
     script: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     port_kind, options, words = REFUSALS[case]
+    monkeypatch.setenv("ACE_TEST_INTAKE_TOKEN", secrets.token_urlsafe(16))
+    intake = f'[intake]\nport = {free_port()}\ntoken_env = "ACE_TEST_INTAKE_TOKEN"\n'
+
     certs = proxy.certificates
     ca = certs.unknown_ca if options.get("unknown_ca") else certs.server_ca
     server_name = options.get("server_name")
@@ -223,17 +227,24 @@ async def test_a_refused_connection_is_one_line_and_exit_1(
             server_name=server_name,
         )
         config = config_through(
-            tmp_path / "c.toml", fresh_settings(mail, temporal_address), proxy.mtls_port, tls
+            tmp_path / "c.toml",
+            fresh_settings(mail, temporal_address),
+            proxy.mtls_port,
+            intake + tls,
         )
     else:
         config = config_through(
             tmp_path / "c.toml",
             fresh_settings(mail, temporal_address),
             proxy.api_key_port,
-            tls_toml(ca=certs.server_ca),
+            intake + tls_toml(ca=certs.server_ca),
             api_key=key is not None,
         )
-    argv = [script, "--config", str(config)] + (["list"] if script == "starter.py" else [])
+    argv = {
+        "starter.py": ["starter.py", "--config", str(config), "list"],
+        "worker.py": ["worker.py", "--config", str(config)],
+        "intake server": ["-m", "ace_email.intake_server", "--config", str(config)],
+    }[script]
     code, out, err = await run_script(*argv, key=key)
     lines = err.strip().splitlines()
     assert code == 1, (code, err)
