@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from devtools.grpc_proxy import GrpcTlsProxy
 from tests.support import (
     CUSTOMER,
     MailStack,
-    account_settings,
     eventually,
     free_port,
     make_message,
@@ -101,21 +99,10 @@ async def run_script(*argv: str, key: str | None = None) -> tuple[int, str, str]
     return process.returncode, out.decode(), err.decode()
 
 
-def fresh_settings(mail: MailStack, temporal_address: str) -> Settings:
-    return account_settings(
-        name=f"support-{uuid.uuid4().hex[:8]}",
-        stack=mail,
-        temporal_address=temporal_address,
-        namespace="default",
-        task_queue=f"ace-email-{uuid.uuid4().hex[:8]}",
-    )
-
-
 async def test_the_worker_and_the_scripts_run_the_pipeline_through_the_proxy(
-    proxy: GrpcTlsProxy, mail: MailStack, temporal_address: str, tmp_path: Path
+    proxy: GrpcTlsProxy, mail: MailStack, settings: Settings, tmp_path: Path
 ) -> None:
     certs = proxy.certificates
-    settings = fresh_settings(mail, temporal_address)
     worker_config = config_through(
         tmp_path / "worker.toml",
         settings,
@@ -200,8 +187,7 @@ REFUSALS: dict[str, tuple[str, dict[str, object], str]] = {
 @pytest.mark.parametrize("script", ["starter.py", "worker.py", "intake server"])
 async def test_a_refused_connection_is_one_line_and_exit_1(
     proxy: GrpcTlsProxy,
-    mail: MailStack,
-    temporal_address: str,
+    settings: Settings,
     tmp_path: Path,
     case: str,
     script: str,
@@ -228,14 +214,14 @@ async def test_a_refused_connection_is_one_line_and_exit_1(
         )
         config = config_through(
             tmp_path / "c.toml",
-            fresh_settings(mail, temporal_address),
+            settings,
             proxy.mtls_port,
             intake + tls,
         )
     else:
         config = config_through(
             tmp_path / "c.toml",
-            fresh_settings(mail, temporal_address),
+            settings,
             proxy.api_key_port,
             intake + tls_toml(ca=certs.server_ca),
             api_key=key is not None,

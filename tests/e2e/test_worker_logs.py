@@ -16,6 +16,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from ace_email.config.settings import Settings
 from ace_email.operations.registry import sync
 from activities.failure_logs import OneLineFailures
 from tests.support import PASSWORD, free_port, write_config
@@ -58,14 +59,11 @@ def test_a_described_activity_failure_is_one_line_and_its_traceback_debug(
     )
 
 
-@pytest.mark.embedded_only
-@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
-async def test_a_failed_poll_is_one_line_with_the_account_and_the_cause(
-    settings: object, client: Client, tmp_path: Path, level: str
-) -> None:
-    from ace_email.config.settings import Settings
-
-    assert isinstance(settings, Settings)
+async def failing_polls_logged(
+    settings: Settings, client: Client, tmp_path: Path, *options: str
+) -> tuple[str, str, int]:
+    """A worker (with `options`) whose only mailbox's IMAP port has nobody listening, run until
+    it has logged two failed polls; its log, the account, and the dead port."""
     dead_port = free_port()
     account = settings.accounts[0]
     imap = account.imap.model_copy(update={"port": dead_port, "poll_interval_seconds": 0.5})
@@ -74,7 +72,7 @@ async def test_a_failed_poll_is_one_line_with_the_account_and_the_cause(
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         worker = subprocess.Popen(
-            [sys.executable, "worker.py", "--config", str(config), "--log-level", level],
+            [sys.executable, "worker.py", "--config", str(config), *options],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -88,10 +86,20 @@ async def test_a_failed_poll_is_one_line_with_the_account_and_the_cause(
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
-    text = log.read_text()
+    return log.read_text(), account.name, dead_port
+
+
+@pytest.mark.embedded_only
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+async def test_a_failed_poll_is_one_line_with_the_account_and_the_cause(
+    settings: Settings, client: Client, tmp_path: Path, level: str
+) -> None:
+    text, account, dead_port = await failing_polls_logged(
+        settings, client, tmp_path, "--log-level", level
+    )
     failed = [line for line in text.splitlines() if "poll failed" in line]
-    cause = f"{account.name}: cannot connect to IMAP 127.0.0.1:{dead_port}"
-    assert all(f"mailbox {account.name}: poll failed: {cause}" in line for line in failed), failed
+    cause = f"{account}: cannot connect to IMAP 127.0.0.1:{dead_port}"
+    assert all(f"mailbox {account}: poll failed: {cause}" in line for line in failed), failed
     if level == "INFO":
         assert "Traceback" not in text
         assert [ln for ln in text.splitlines() if " WARNING " in ln] == failed
@@ -101,34 +109,17 @@ async def test_a_failed_poll_is_one_line_with_the_account_and_the_cause(
 
 @pytest.mark.embedded_only
 async def test_json_logs_are_one_object_a_line_with_the_account_and_workflow(
-    settings: object, client: Client, tmp_path: Path
+    settings: Settings, client: Client, tmp_path: Path
 ) -> None:
-    from ace_email.config.settings import Settings
-
-    assert isinstance(settings, Settings)
-    account = settings.accounts[0]
-    imap = account.imap.model_copy(update={"port": free_port(), "poll_interval_seconds": 0.5})
-    settings = settings.model_copy(update={"accounts": [account.model_copy(update={"imap": imap})]})
-    config = write_config(tmp_path / "ace-email.toml", settings)
-    log = tmp_path / "worker.log"
-    command = [sys.executable, "worker.py", "--config", str(config), "--log-format", "json"]
-    with log.open("wb") as out:
-        worker = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        await sync(client, settings)
-        deadline = time.monotonic() + 60
-        while len(re.findall("poll failed", log.read_text())) < 2:
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=30) == 0
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    text, account, _ = await failing_polls_logged(
+        settings, client, tmp_path, "--log-format", "json"
+    )
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines), lines
     failed = [line for line in lines if "poll failed" in line["message"]]
     assert failed and all(line["level"] == "WARNING" for line in failed)
     for line in failed:
-        assert line["account"] == account.name, line
-        assert line["workflow_id"] == f"mailbox-{account.name}", line
+        assert line["account"] == account, line
+        assert line["workflow_id"] == f"mailbox-{account}", line
         assert "temporal_workflow" not in line and "({" not in line["message"], line
-    assert PASSWORD not in log.read_text()
+    assert PASSWORD not in text
