@@ -31,7 +31,14 @@ def test_every_alert_uses_proven_metrics_and_says_what_to_do() -> None:
     rules = yaml.safe_load((DEPLOY / "prometheus" / "ace-email-alerts.yml").read_text())
     alerts = [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
     names = {rule["alert"] for rule in alerts}
-    assert {"AceMailboxFailing", "AceQueueOldestWaitOverLimit", "AceAutoRepliesRefused"} <= names
+    assert {
+        "AceMailboxFailing",
+        "AceMailboxLagging",
+        "AceQueueOldestWaitOverLimit",
+        "AceAutoRepliesRefused",
+        "AceMailErrors",
+        "AceWorkerDown",
+    } <= names
     for rule in alerts:
         used = _metrics_in(rule["expr"])
         assert used <= PROVEN, (rule["alert"], used - PROVEN)
