@@ -87,6 +87,21 @@ def ensure_grpc_proxy() -> None:
         print("the tests through a TLS proxy are skipped: nginx did not install", flush=True)
 
 
+def ensure_browser() -> None:
+    """Debian's chromium, for the desk's tests in a real browser (skipped without it)."""
+    from devtools import browser
+
+    reason = browser.unavailable_reason()
+    if reason is None:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(f"the desk's browser tests are skipped: {reason}", flush=True)
+        return
+    print("installing chromium for the desk's browser tests (apt-get) ...", flush=True)
+    if browser.main(["install"]) != 0:
+        print("the desk's browser tests are skipped: chromium did not install", flush=True)
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
     if command not in ("run", "test", "send", "mail"):
@@ -100,6 +115,7 @@ def main(argv: list[str]) -> int:
         os.execv(PYTHON, [str(PYTHON), "-m", "devtools.mail_commands", *argv])
     ensure_company_mail()
     ensure_grpc_proxy()
+    ensure_browser()
     checks = [
         [str(PYTHON), "-m", "ruff", "check", "."],
         [str(PYTHON), "-m", "ruff", "format", "--check", "."],

@@ -10,6 +10,7 @@
     starter.py poll-now ACCOUNT            poll a mailbox now
     starter.py accounts [--json]           each mailbox's health: last successful poll, last
                                            error, messages waiting, lag
+    starter.py hash-password               an argon2 hash of a desk password (stdin or asked)
     starter.py analyse FILE.eml [--account NAME] [--json]
                                            what ace-email would make of an email: analysis,
                                            the rule that matched, the automatic reply rendered;
@@ -119,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     analysing.add_argument("file", help="a raw email (.eml)")
     analysing.add_argument("--account", help="account whose rules apply (default: the first)")
     analysing.add_argument("--json", action="store_true")
+    commands.add_parser(
+        "hash-password",
+        help="an argon2 hash of a desk password (read from stdin or asked for), for "
+        "password_hash or password_file; needs no configuration",
+    )
 
     held = commands.add_parser("quarantine", help="what is in quarantine, and why")
     held.add_argument("--account", help="only this account's")
@@ -186,6 +192,8 @@ def _parser() -> argparse.ArgumentParser:
 async def main(argv: Sequence[str] | None = None, client: Client | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
+    if args.command == "hash-password":
+        return _hash_password()
     try:
         settings = load_settings(args.config)
         if args.command == "analyse":
@@ -361,6 +369,20 @@ COMMANDS: dict[str, Command] = {
     "show": _show,
     "reply": _reply,
 }
+
+
+def _hash_password() -> int:
+    from ace_email.desk.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("desk password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("starter.py hash-password: use at least 8 characters", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
 
 
 def _read_text(path: str) -> str:

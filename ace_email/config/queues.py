@@ -10,6 +10,7 @@ from pydantic import (
 )
 
 from ace_email.config.base import EmailAddress, Section
+from ace_email.config.desk import SignIn
 from ace_email.contracts.base import Channel
 from ace_email.contracts.queues import QueuePolicy
 
@@ -67,7 +68,7 @@ class QueueSettings(Section):
         return minutes * 60 if minutes is not None else None
 
 
-class AgentSettings(Section):
+class AgentSettings(SignIn):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}$")
     name: str = ""
     email: EmailAddress | None = None

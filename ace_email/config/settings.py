@@ -24,6 +24,7 @@ from ace_email.analysis.language import DEFAULT_LANGUAGES
 from ace_email.compose.templates import BUILTIN_TEMPLATES, TemplateError, TemplateSettings
 from ace_email.config.accounts import AccountSettings
 from ace_email.config.base import ConfigError, Section
+from ace_email.config.desk import DeskSettings, SupervisorSettings
 from ace_email.config.observability import MetricsSettings, TracingSettings
 from ace_email.config.queues import AgentSettings, QueueSettings, RoutingSettings
 from ace_email.config.temporal import IntakeSettings, TemporalSettings
@@ -66,6 +67,8 @@ class Settings(BaseSettings):
     templates: dict[str, TemplateSettings] = {}
     accounts: list[AccountSettings] = []
     agents: list[AgentSettings] = []
+    supervisors: list[SupervisorSettings] = []
+    desk: DeskSettings = DeskSettings()
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
 
@@ -93,6 +96,18 @@ class Settings(BaseSettings):
     def _unique_agent_ids(cls, agents: list[AgentSettings]) -> list[AgentSettings]:
         _reject_duplicates("id", [a.id for a in agents])
         return agents
+
+    @model_validator(mode="after")
+    def _supervisors_are_not_agents(self) -> Self:
+        agents = {a.id for a in self.agents}
+        _reject_duplicates("supervisors id", [s.id for s in self.supervisors])
+        for supervisor in self.supervisors:
+            if supervisor.id in agents:
+                raise ValueError(
+                    f"supervisors: {supervisor.id!r} is also an agent's id; a desk user name "
+                    "must be one person's"
+                )
+        return self
 
     @model_validator(mode="after")
     def _names_are_known(self) -> Self:

@@ -84,11 +84,7 @@ async def _state_or_none(client: Client, contact_id: str) -> ContactState | None
 
 
 async def show(client: Client, settings: Settings, contact_id: str) -> ShownMessage:
-    state = await contact_state(client, contact_id)
-    if state.message is None:
-        raise Refused(f"contact {contact_id} has no message")
-    account = _account(settings, state)
-    raw = await _fetch(settings, account, state.message, contact_id)
+    state, raw = await message(client, settings, contact_id)
     analysis = mime.analyse(raw, languages=None)
     fields = mime.decoded_header_fields(raw, limit=500)
     wanted = {name.lower() for name in SHOWN_HEADERS}
@@ -99,6 +95,17 @@ async def show(client: Client, settings: Settings, contact_id: str) -> ShownMess
         attachments=analysis.attachments,
         problems=analysis.problems,
     )
+
+
+async def message(
+    client: Client, settings: Settings, contact_id: str
+) -> tuple[ContactState, bytes]:
+    """A contact's state and its message's raw bytes, fetched from the mail server."""
+    state = await contact_state(client, contact_id)
+    if state.message is None:
+        raise Refused(f"contact {contact_id} has no message")
+    raw = await _fetch(settings, _account(settings, state), state.message, contact_id)
+    return state, raw
 
 
 async def reply(

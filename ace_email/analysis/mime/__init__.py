@@ -18,7 +18,7 @@ reasons), `parts` (MIME structure, attachments, body text), `summary` (the analy
 from ace_email.analysis.mime.automatic import automatic_reasons
 from ace_email.analysis.mime.head import message_key
 from ace_email.analysis.mime.headers import headline
-from ace_email.analysis.mime.parts import body_text
+from ace_email.analysis.mime.parts import attachment_payload, body_html, body_text
 from ace_email.analysis.mime.summary import (
     analyse,
     decoded_header_fields,
@@ -36,7 +36,9 @@ __all__ = [
     "BODY_TEXT_LIMIT",
     "JSON_BUDGET",
     "analyse",
+    "attachment_payload",
     "automatic_reasons",
+    "body_html",
     "body_text",
     "decoded_header_fields",
     "header_addresses",

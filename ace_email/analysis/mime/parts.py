@@ -159,7 +159,12 @@ def attachments_of(msg: Message, problems: Problems) -> list[Attachment]:
     A part is an attachment when it is disposed as one, has a file name, or is neither text
     nor a container; an attached message (message/rfc822) is one, and is walked into too.
     """
-    found: list[Attachment] = []
+    return [attachment for attachment, _ in attachment_parts(msg, problems)]
+
+
+def attachment_parts(msg: Message, problems: Problems) -> list[tuple[Attachment, Message]]:
+    """`attachments_of`, each with its MIME part (in the same order)."""
+    found: list[tuple[Attachment, Message]] = []
     unlisted = 0
     stack: list[tuple[Message, int]] = [(msg, 0)]
     visited = 0
@@ -181,13 +186,12 @@ def attachments_of(msg: Message, problems: Problems) -> list[Attachment]:
         if container and isinstance(children, list):
             if depth and maintype == "message":
                 if len(found) < LIST_LIMIT:
-                    found.append(
-                        Attachment(
-                            filename=_part_filename(part, problems),
-                            content_type=content_type,
-                            size=_message_size(part),
-                        )
+                    listed = Attachment(
+                        filename=_part_filename(part, problems),
+                        content_type=content_type,
+                        size=_message_size(part),
                     )
+                    found.append((listed, part))
                 else:
                     unlisted += 1
             if depth >= MAX_MIME_DEPTH:
@@ -207,13 +211,12 @@ def attachments_of(msg: Message, problems: Problems) -> list[Attachment]:
             or maintype not in ("text", "multipart", "message")
         )
         if is_attachment and len(found) < LIST_LIMIT:
-            found.append(
-                Attachment(
-                    filename=filename,
-                    content_type=content_type or "application/octet-stream",
-                    size=_payload_size(part, problems),
-                )
+            listed = Attachment(
+                filename=filename,
+                content_type=content_type or "application/octet-stream",
+                size=_payload_size(part, problems),
             )
+            found.append((listed, part))
         elif is_attachment:
             unlisted += 1
     if unlisted:
@@ -422,3 +425,44 @@ def body_text(raw: bytes, limit: int = BODY_TEXT_LIMIT) -> str:
         return message_body_text(msg, limit) if msg is not None else ""
     except Exception:
         return ""
+
+
+def body_html(raw: bytes, limit: int = BODY_TEXT_LIMIT * 8) -> str | None:
+    """The first text/html part's markup, decoded to text (charset and transfer encoding), at
+    most `limit` characters; None where the message has no HTML body. Never raises. The markup
+    is as the sender wrote it: sanitise it before showing it to anyone."""
+    try:
+        data = bytes(raw)
+        head = parse_head(data)
+        msg = parse(data, head, False, Problems()) if head.fields else None
+        if msg is None:
+            return None
+        _, html, _ = _text_parts(msg)
+        for part in html[:MAX_TEXT_CANDIDATES]:
+            markup = _part_text(part, False, limit)
+            if markup:
+                return markup
+        return None
+    except Exception:
+        return None
+
+
+def attachment_payload(raw: bytes, index: int) -> tuple[Attachment, bytes] | None:
+    """The `index`-th attachment as `analyse` lists it, with its decoded bytes (an attached
+    message as its bytes); None where there is no such attachment. Never raises."""
+    try:
+        data = bytes(raw)
+        head = parse_head(data)
+        msg = parse(data, head, False, Problems()) if head.fields else None
+        if msg is None:
+            return None
+        parts = attachment_parts(msg, Problems())
+        if not 0 <= index < len(parts):
+            return None
+        listed, part = parts[index]
+        if part.is_multipart():
+            return listed, part.as_bytes()
+        payload = part.get_payload(decode=True)
+        return listed, bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+    except Exception:
+        return None
