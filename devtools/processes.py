@@ -37,6 +37,7 @@ class DevPorts:
     smtp: int = 1025
     codec: int = 8081
     intake: int = 8082
+    desk: int = 8080
 
     @classmethod
     def with_offset(cls, offset: int) -> DevPorts:
@@ -58,6 +59,7 @@ class DevPorts:
             "SMTP": self.smtp,
             "the codec server": self.codec,
             "the work-item intake": self.intake,
+            "the desk": self.desk,
         }
 
 

@@ -22,9 +22,12 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 
 from ace_email.config.base import ConfigError
@@ -56,6 +59,7 @@ PAYLOAD_KEY_ID = "local-1"
 SUPPORT = "support@example.com"
 CUSTOMER = "customer@example.org"
 AGENTS = {"alice": ("Alice Andersson", "alice@example.com", 2), "bob": ("Bob Berg", None, 1)}
+SUPERVISOR = "sam"
 SAMPLES_MARKER = "samples-sent"
 
 TEMPORAL_TUNING = [
@@ -139,6 +143,20 @@ def _secret_file(data_dir: Path, name: str, content: str) -> Path:
     return path
 
 
+def desk_sign_ins(data_dir: Path) -> dict[str, Path]:
+    """A desk password for each sample agent and the supervisor: the password in
+    `secrets/desk-ID.password` (for you), its argon2 hash in `secrets/desk-ID.hash` (for the
+    configuration's password_file)."""
+    from ace_email.desk.auth import hash_password
+
+    hashes: dict[str, Path] = {}
+    for user in [*AGENTS, SUPERVISOR]:
+        password = _secret_file(data_dir, f"desk-{user}.password", secrets.token_urlsafe(9) + "\n")
+        plain = password.read_text().strip()
+        hashes[user] = _secret_file(data_dir, f"desk-{user}.hash", hash_password(plain) + "\n")
+    return hashes
+
+
 def write_config(data_dir: Path, ports: DevPorts, passwords: dict[str, Path]) -> Path:
     """The stack's configuration, made on the first start; later starts use it as it is."""
     path = data_dir / "ace-email.toml"
@@ -146,9 +164,11 @@ def write_config(data_dir: Path, ports: DevPorts, passwords: dict[str, Path]) ->
         return path
     payload_key = _secret_file(data_dir, "payload.keys", f"{PAYLOAD_KEY_ID}:{new_key_text()}\n")
     intake_token = _secret_file(data_dir, "intake.token", secrets.token_urlsafe(24) + "\n")
+    hashes = desk_sign_ins(data_dir)
     agents = "\n".join(
         f'\n[[agents]]\nid = "{agent_id}"\nname = "{name}"\ncapacity = {capacity}'
         + (f'\nemail = "{email}"' if email else "")
+        + f'\npassword_file = "{hashes[agent_id]}"'
         for agent_id, (name, email, capacity) in AGENTS.items()
     )
     path.write_text(
@@ -172,6 +192,15 @@ personal_wait_minutes = 10
 [intake]
 port = {ports.intake}
 token_file = "{intake_token}"
+
+[desk]
+listen = "127.0.0.1:{ports.desk}"
+web_ui_url = "http://127.0.0.1:{ports.ui}"
+
+[[supervisors]]
+id = "{SUPERVISOR}"
+name = "Sam Supervisor"
+password_file = "{hashes[SUPERVISOR]}"
 
 [[queues]]
 name = "support"
@@ -217,6 +246,7 @@ def configured_ports(settings: Settings, config_path: Path) -> DevPorts:
         smtp=account.smtp.port,
         codec=settings.temporal.codec_server.port,
         intake=settings.intake.port,
+        desk=settings.desk.host_port[1],
     )
 
 
@@ -286,7 +316,10 @@ async def run(data_dir: Path, ports: DevPorts, send_samples: bool, again: str) -
         pool = ImapPool(settings)
         intake = intake_server(settings, client) if settings.intake.token_file else None
         with ThreadPoolExecutor(max_workers=32) as executor:
-            async with build_worker(client, settings, pool, executor):
+            async with (
+                build_worker(client, settings, pool, executor),
+                desk_running(settings, client, ports.desk),
+            ):
                 if intake:
                     intake.start_in_thread()
                 marker = data_dir / SAMPLES_MARKER
@@ -315,6 +348,27 @@ async def run(data_dir: Path, ports: DevPorts, send_samples: bool, again: str) -
         forget(data_dir)
 
 
+@asynccontextmanager
+async def desk_running(settings: Settings, client: Client, port: int) -> AsyncIterator[None]:
+    """desk.py's application in this process, on the stack's desk port."""
+    import uvicorn
+
+    from ace_email.desk.app import Desk, build_app
+
+    app = build_app(Desk(settings, client))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def welcome(
     data_dir: Path,
     config_path: Path,
@@ -332,6 +386,14 @@ def welcome(
     else:
         payloads = "not encrypted (no [temporal.encryption] in the configuration)"
     endpoint = f"{intake.url}/workitems" if intake else "not running (no [intake] token)"
+    sign_ins = (
+        ", ".join(
+            f"{user} / {path.read_text().strip()}"
+            for user in [*AGENTS, SUPERVISOR]
+            if (path := data_dir / "secrets" / f"desk-{user}.password").exists()
+        )
+        or "(no desk passwords in this older configuration)"
+    )
     here = "" if data_dir == DEFAULT_DATA_DIR.resolve() else f" --data-dir {data_dir}"
     if samples_now:
         samples = 'Four sample emails wait in queue "support".'
@@ -346,6 +408,7 @@ ace-email is running (pid {os.getpid()}).
                     {SUPPORT} (watched by ace-email), alice@example.com,
                     {CUSTOMER}, and {CATCH_ALL}: mail to any other
                     address lands there (passwords in {data_dir / "secrets"})
+  desk and board    http://127.0.0.1:{ports.desk}/  {sign_ins}
   work-item intake  {endpoint}
                     (its bearer token is in {data_dir / "secrets" / "intake.token"})
   configuration     {config_path}
