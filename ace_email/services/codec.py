@@ -14,15 +14,25 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from http import HTTPStatus
 
 from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from temporalio.api.common.v1 import Payloads
 
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
 from ace_email.exiting import interrupt_on_stop_signals
-from ace_email.services.http import JsonHandler, JsonService, service_arguments
+from ace_email.services.http import (
+    AsgiService,
+    BodyTooLarge,
+    bearer_ok,
+    json_answer,
+    read_body,
+    service_arguments,
+)
 from ace_email.telemetry.logs import configure_logging
 from ace_email.temporal.client import encryption_codec
 from ace_email.temporal.codec import EncryptionCodec, PayloadDecryptionError
@@ -33,7 +43,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace"
 
 
-class CodecServer(JsonService):
+class CodecServer(AsgiService):
     thread_name = "codec-server"
 
     def __init__(
@@ -46,61 +56,55 @@ class CodecServer(JsonService):
         self.codec = codec
         self.cors_origins = frozenset(o.rstrip("/") for o in cors_origins)
         self.token = token
-        super().__init__(address, CodecRequestHandler)
+        app = Starlette(
+            routes=[Route("/{path:path}", self._serve, methods=["POST", "OPTIONS"])],
+            exception_handlers={404: self._not_found, 405: self._not_found},
+        )
+        super().__init__(app, address)
 
+    async def _not_found(self, request: Request, exc: Exception) -> Response:
+        return self._answer(request, 404, {"error": "POST /encode or /decode"})
 
-class CodecRequestHandler(JsonHandler):
-    server: CodecServer
-
-    def do_OPTIONS(self) -> None:
-        self._answer(HTTPStatus.NO_CONTENT)
-
-    def do_POST(self) -> None:
-        operation = self.path_only().rsplit("/", 1)[-1]
+    async def _serve(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return self._answer(request, 204)
+        operation = request.url.path.rstrip("/").rsplit("/", 1)[-1]
         if operation not in ("encode", "decode"):
-            self.discard_body()
-            self._answer(HTTPStatus.NOT_FOUND, {"error": "POST /encode or /decode"})
-            return
-        if not self.bearer_ok(self.server.token):
-            self.discard_body()
-            self._answer(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
-            return
-        body = self.rfile.read(length)
+            return self._answer(request, 404, {"error": "POST /encode or /decode"})
+        if not bearer_ok(request, self.token):
+            return self._answer(request, 401, {"error": "missing or wrong bearer token"})
         try:
+            body = await read_body(request, MAX_BODY_BYTES)
             payloads = json_format.Parse(body, Payloads())
+        except BodyTooLarge:
+            return self._answer(request, 413, {"error": "body too large"})
         except (json_format.ParseError, UnicodeDecodeError) as exc:
-            self._answer(HTTPStatus.BAD_REQUEST, {"error": f"not a payloads JSON object: {exc}"})
-            return
-        codec = self.server.codec
+            return self._answer(request, 400, {"error": f"not a payloads JSON object: {exc}"})
         try:
             if operation == "encode":
-                result = codec.encrypt_all(payloads.payloads)
+                result = self.codec.encrypt_all(payloads.payloads)
             else:
-                result = codec.decrypt_all(payloads.payloads)
+                result = self.codec.decrypt_all(payloads.payloads)
         except PayloadDecryptionError as exc:
-            self._answer(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-            return
-        self._answer(HTTPStatus.OK, json_format.MessageToDict(Payloads(payloads=result)))
+            return self._answer(request, 400, {"error": str(exc)})
+        return self._answer(request, 200, json_format.MessageToDict(Payloads(payloads=result)))
 
-    def _answer(self, status: HTTPStatus, document: object | None = None) -> None:
+    def _answer(self, request: Request, status: int, document: object | None = None) -> Response:
         """A JSON answer, with CORS headers for the Web UI's origins."""
-        origin = (self.headers.get("Origin") or "").rstrip("/")
-        headers: list[tuple[str, str]] = []
-        if origin and origin in self.server.cors_origins:
-            headers = [
-                ("Access-Control-Allow-Origin", origin),
-                ("Access-Control-Allow-Credentials", "true"),
-                ("Access-Control-Allow-Methods", "POST, OPTIONS"),
-                ("Access-Control-Allow-Headers", ALLOWED_HEADERS),
-                ("Access-Control-Max-Age", "600"),
-                ("Vary", "Origin"),
-            ]
-        self.send_json(status, document, headers)
+        origin = request.headers.get("origin", "").rstrip("/")
+        headers: dict[str, str] = {}
+        if origin and origin in self.cors_origins:
+            headers = {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Allow-Methods": "POST, OPTIONS",
+                "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            }
+        if document is None:
+            return Response(status_code=status, headers=headers)
+        return json_answer(status, document, headers)
 
 
 def codec_server(

@@ -1,85 +1,124 @@
-"""What ace-email's small HTTP services share (the codec server, the work-item intake): JSON
-answers, bearer tokens checked in constant time, bodies read or discarded, and logs that name
-paths and statuses, never bodies."""
+"""What ace-email's small HTTP services share (the codec server, the work-item intake, beside
+the desk on the same stack): a Starlette application under uvicorn on a thread of its own, its
+socket bound at construction (so a port in use is an OSError there); JSON answers; bearer tokens
+checked in constant time; bodies read up to a limit; logs that name paths and statuses, never
+bodies."""
 
 from __future__ import annotations
 
 import argparse
 import hmac
-import json
-import logging
+import socket
 import threading
-from collections.abc import Iterable
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from types import TracebackType
+from typing import Self
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from ace_email.telemetry.logs import add_logging_arguments
 
-DISCARD_AT_MOST = 64 * 1024 * 1024
+
+class BodyTooLarge(Exception):
+    pass
 
 
-class JsonService(ThreadingHTTPServer):
-    daemon_threads = True
+class AsgiService:
+    """An application served on `address` from its own thread and event loop."""
+
     thread_name = "http-service"
+
+    def __init__(self, app: Starlette, address: tuple[str, int]) -> None:
+        self.app = app
+        self._socket = socket.create_server(address, reuse_port=False)
+        self.server_address = self._socket.getsockname()[:2]
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        )
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = self.server_address
         return f"http://{host!s}:{port}"
 
     def start_in_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name=self.thread_name, daemon=True)
-        thread.start()
-        return thread
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name=self.thread_name,
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        return self._thread
 
+    def serve_forever(self) -> None:
+        """Serve until interrupted (KeyboardInterrupt, as SIGTERM and SIGINT raise it)."""
+        thread = self.start_in_thread()
+        try:
+            while thread.is_alive():
+                thread.join(0.5)
+        finally:
+            self.shutdown()
 
-class JsonHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+    def shutdown(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
-    @property
-    def log(self) -> logging.Logger:
-        """The logger of the service's own module."""
-        return logging.getLogger(type(self).__module__)
+    def server_close(self) -> None:
+        self._socket.close()
 
-    def path_only(self) -> str:
-        return self.path.split("?", 1)[0].rstrip("/") or "/"
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
 
-    def bearer_ok(self, token: str | None) -> bool:
-        """No token configured lets everyone in; otherwise `Authorization: Bearer TOKEN`."""
-        if token is None:
-            return True
-        given = self.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    def __enter__(self) -> Self:
+        self.start_in_thread()
+        return self
 
-    def discard_body(self) -> None:
-        """Read and drop a body that will not be used, so the connection can go on."""
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= DISCARD_AT_MOST:
-            self.rfile.read(length)
-        elif length:
-            self.close_connection = True
-
-    def send_json(
+    def __exit__(
         self,
-        status: HTTPStatus,
-        document: object | None = None,
-        headers: Iterable[tuple[str, str]] = (),
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
     ) -> None:
-        body = json.dumps(document, ensure_ascii=False).encode() if document is not None else b""
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        if body:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.stop()
 
-    def log_message(self, format: str, *args: object) -> None:
-        self.log.debug("%s %s", self.address_string(), format % args)
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        self.log.info("%s %s -> %s", self.command, self.path_only(), code)
+def bearer_ok(request: Request, token: str | None) -> bool:
+    """No token configured lets everyone in; otherwise `Authorization: Bearer TOKEN`."""
+    if token is None:
+        return True
+    given = request.headers.get("authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, up to `limit` bytes (by its Content-Length and as it arrives)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"{declared} bytes; at most {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"more than {limit} bytes")
+    return bytes(body)
+
+
+def json_answer(
+    status: int, document: object, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(document, status_code=status, headers=headers)
 
 
 def service_arguments(description: str, section: str) -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -228,10 +229,15 @@ def call(
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             raw = response.read()
-            return response.status, dict(response.headers), json.loads(raw) if raw else None
+            return response.status, _titled(response.headers), json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:
         raw = error.read()
-        return error.code, dict(error.headers), json.loads(raw) if raw else None
+        return error.code, _titled(error.headers), json.loads(raw) if raw else None
+
+
+def _titled(headers: Message) -> dict[str, str]:
+    """Header names are case-insensitive; the server may send them in lower case."""
+    return {name.title(): value for name, value in headers.items()}
 
 
 def wire(payload: Payload) -> dict[str, object]:
