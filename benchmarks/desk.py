@@ -1,7 +1,7 @@
 """The desk under load: 2,000 open contacts waiting in 4 queues, 50 agents signed in and ready,
 one supervisor on the board.
 
-    .venv/bin/python benchmarks/desk.py [--contacts 2000] [--agents 50] [--seconds 30]
+    .venv/bin/python benchmarks/desk.py [--contacts 2000] [--agents 50] [--seconds 20]
 
 Starts its own Temporal dev server (tuned as in `dev.py run`), ace-email's worker in this
 process (queue and agent workflows) and desk.py's application under uvicorn, all on free
@@ -261,7 +261,7 @@ def run() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=2000)
     parser.add_argument("--agents", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--changes", type=int, default=10)
     asyncio.run(main(parser.parse_args()))
     return 0
