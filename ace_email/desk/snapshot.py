@@ -90,8 +90,10 @@ class Snapshot:
             started = time.monotonic()
             try:
                 await self.refresh()
-            except (Refused, RPCError) as exc:
-                log.warning("desk refresh failed: %s", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the loop serves every page: it must outlive any fault
+                log.warning("desk refresh failed: %s: %s", type(exc).__name__, exc)
             delay = self.settings.desk.refresh_seconds - (time.monotonic() - started)
             await asyncio.sleep(max(0.05, delay))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -122,13 +123,24 @@ def desk_settings(mail: MailStack, temporal_address: str, tag: str) -> Settings:
         tag,
         queues=[{"name": f"support-{tag}"}],
         agents=[
-            {"id": "bob", "name": "Bob Builtin", "password_hash": hash_password(PASSWORDS["bob"])},
-            {"id": "carol", "name": "Carol", "password_hash": hash_password(PASSWORDS["carol"])},
+            {
+                "id": f"bob-{tag}",
+                "name": "Bob Builtin",
+                "password_hash": hash_password(PASSWORDS["bob"]),
+            },
+            {
+                "id": f"carol-{tag}",
+                "name": "Carol",
+                "password_hash": hash_password(PASSWORDS["carol"]),
+            },
         ],
         routing={"offer_timeout_seconds": 120},
     )
-    supervisor = {"id": "sam", "name": "Sam Supervisor", "password_hash": hash_password("x")}
-    supervisor["password_hash"] = hash_password(PASSWORDS["sam"])
+    supervisor = {
+        "id": f"sam-{tag}",
+        "name": "Sam Supervisor",
+        "password_hash": hash_password(PASSWORDS["sam"]),
+    }
     return Settings.model_validate(
         settings.model_dump(by_alias=True) | {"supervisors": [supervisor]}
     )
@@ -172,14 +184,14 @@ async def test_an_agent_handles_a_hostile_email_in_the_browser_and_the_board_fol
         bob_page.on("dialog", lambda dialog: dialogs.append(dialog.message))
 
         # A wrong password: a clear message, and no session.
-        await sign_in(bob_page, base, "bob", "not-his-password")
+        await sign_in(bob_page, base, f"bob-{tag}", "not-his-password")
         assert "Wrong user name or password" in await bob_page.inner_text("[data-error=sign-in]")
         await bob_page.goto(f"{base}/desk")
         assert bob_page.url.startswith(f"{base}/login")
 
         # The supervisor watches the board; two emails wait.
         board = await (await chromium.new_context()).new_page()
-        await sign_in(board, base, "sam", PASSWORDS["sam"])
+        await sign_in(board, base, f"sam-{tag}", PASSWORDS["sam"])
         await board.wait_for_url(f"{base}/board")
         raw = hostile_email(trap.url)
         await pipeline.mail.send(raw)
@@ -192,7 +204,7 @@ async def test_an_agent_handles_a_hostile_email_in_the_browser_and_the_board_fol
         await expect_attribute(waiting, "data-waiting", "2")
 
         # Bob signs in and goes ready: the first is offered to him, the board shows one less.
-        await sign_in(bob_page, base, "bob", PASSWORDS["bob"])
+        await sign_in(bob_page, base, f"bob-{tag}", PASSWORDS["bob"])
         await bob_page.wait_for_url(f"{base}/desk")
         await bob_page.click("[data-presence=ready]")
         row = bob_page.locator(f'tr[data-contact-id="{contact_id}"][data-status="offered"]')
@@ -218,7 +230,7 @@ async def test_an_agent_handles_a_hostile_email_in_the_browser_and_the_board_fol
 
         # Carol may not open Bob's contact.
         carol = await (await chromium.new_context()).new_page()
-        await sign_in(carol, base, "carol", PASSWORDS["carol"])
+        await sign_in(carol, base, f"carol-{tag}", PASSWORDS["carol"])
         answer = await carol.goto(f"{base}/desk/contacts/{contact_id}")
         assert answer is not None and answer.status in (403, 404)
         body = await carol.request.get(f"{base}/desk/contacts/{contact_id}/body")
@@ -265,17 +277,20 @@ async def expect_attribute(locator: Locator, name: str, value: str, timeout: flo
 async def test_sign_ins_are_limited_and_changes_need_the_csrf_token(
     client: Client, mail: MailStack, temporal_address: str
 ) -> None:
-    settings = desk_settings(mail, temporal_address, new_tag())
+    tag = new_tag()
+    settings = desk_settings(mail, temporal_address, tag)
     async with desk_server(settings, client) as base, httpx.AsyncClient(base_url=base) as http:
         for _ in range(5):
-            wrong = await http.post("/login", data={"username": "bob", "password": "wrong"})
+            wrong = await http.post("/login", data={"username": f"bob-{tag}", "password": "wrong"})
             assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
             assert "user" not in wrong.headers.get("set-cookie", "")
-        right = await http.post("/login", data={"username": "bob", "password": PASSWORDS["bob"]})
+        right = await http.post(
+            "/login", data={"username": f"bob-{tag}", "password": PASSWORDS["bob"]}
+        )
         assert right.status_code == 429 and "Too many attempts" in right.text
     async with desk_server(settings, client) as base, httpx.AsyncClient(base_url=base) as http:
         signed_in = await http.post(
-            "/login", data={"username": "bob", "password": PASSWORDS["bob"]}
+            "/login", data={"username": f"bob-{tag}", "password": PASSWORDS["bob"]}
         )
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/desk"
         cookie = signed_in.headers["set-cookie"].lower()
@@ -289,3 +304,52 @@ async def test_sign_ins_are_limited_and_changes_need_the_csrf_token(
         assert "default-src 'self'" in page.headers["content-security-policy"]
         signed_out = await http.post("/logout", data={"csrf": "wrong"})
         assert signed_out.status_code == 403
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'data-csrf="([^"]+)"', page)
+    assert match, page[:500]
+    return match.group(1)
+
+
+async def test_a_supervisor_assigns_and_closes_and_an_agent_gives_a_contact_back(
+    client: Client, mail: MailStack, temporal_address: str
+) -> None:
+    tag = new_tag()
+    settings = desk_settings(mail, temporal_address, tag)
+    async with (
+        routing_worker(client, mail, settings) as pipeline,
+        desk_server(settings, client) as base,
+        httpx.AsyncClient(base_url=base) as sam,
+        httpx.AsyncClient(base_url=base) as bob,
+    ):
+        await sync(client, settings)
+        raw = hostile_email("http://127.0.0.1:9")
+        await pipeline.mail.send(raw)
+        contact_id = ids.contact_workflow_id(pipeline.account, mime.message_key(raw))
+        await reach(client, contact_id, ContactStatus.QUEUED)
+
+        await sam.post("/login", data={"username": f"sam-{tag}", "password": PASSWORDS["sam"]})
+        page = await sam.get(f"/board/contacts/{contact_id}")
+        assert page.status_code == 200
+        assert "Received" in page.text and f"Queued in support-{tag}" in page.text
+        assert f"/workflows/{contact_id}" in page.text  # the link into the Web UI
+        token = csrf_of(page.text)
+        assigned = await sam.post(
+            f"/board/contacts/{contact_id}/assign", data={"csrf": token, "agent": f"bob-{tag}"}
+        )
+        assert assigned.status_code == 303
+        await reach(client, contact_id, ContactStatus.ASSIGNED)
+
+        await bob.post("/login", data={"username": f"bob-{tag}", "password": PASSWORDS["bob"]})
+        mine = await bob.get(f"/desk/contacts/{contact_id}")
+        assert mine.status_code == 200 and 'data-action="send-reply"' in mine.text
+        back = await bob.post(
+            f"/desk/contacts/{contact_id}/requeue", data={"csrf": csrf_of(mine.text)}
+        )
+        assert back.status_code == 303 and back.headers["location"] == "/desk"
+        await reach(client, contact_id, ContactStatus.QUEUED)
+
+        closed = await sam.post(f"/board/contacts/{contact_id}/close", data={"csrf": token})
+        assert closed.status_code == 303
+        await reach(client, contact_id, ContactStatus.CLOSED)

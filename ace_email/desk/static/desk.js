@@ -1,5 +1,6 @@
 // Keeps a page live: the server says when its picture changed; the page fetches its live part
-// again and swaps it in. No framework, nothing from elsewhere.
+// again and swaps it in. Should the event stream be down (a proxy cut it, it is reconnecting),
+// the page also looks every 5 s. No framework, nothing from elsewhere.
 (function () {
   "use strict";
   function swapLive(live) {
@@ -10,9 +11,18 @@
   }
   document.addEventListener("DOMContentLoaded", function () {
     var live = document.getElementById("live");
-    if (live && window.EventSource) {
-      var events = new EventSource("/events");
-      events.addEventListener("changed", function () { swapLive(live); });
+    if (live) {
+      var lastEvent = 0;
+      if (window.EventSource) {
+        var events = new EventSource("/events");
+        events.addEventListener("changed", function () {
+          lastEvent = Date.now();
+          swapLive(live);
+        });
+      }
+      setInterval(function () {
+        if (Date.now() - lastEvent > 5000) { swapLive(live); }
+      }, 5000);
     }
     document.addEventListener("click", function (event) {
       var button = event.target.closest("[data-action=show-remote]");
