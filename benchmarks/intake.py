@@ -109,7 +109,8 @@ async def main(emails: int, company: bool) -> None:
                 namespace="default",
                 task_queue="ace-email-intake-bench",
                 poll_interval=0.5,
-                account_extra={"auto_reply_period_hours": 0},  # one sender, every email answered
+                # One sender, every email answered, however many.
+                account_extra={"auto_reply_period_hours": 0, "auto_reply_cap_per_hour": 100_000},
             )
             fill(stack, emails, "ace-email")
             pool = ImapPool(settings)
