@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from ace_email.analysis import language
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
 from ace_email.exiting import run_then_exit
@@ -63,6 +65,7 @@ def build_worker(
     follow_ups = FollowUpActivities(client, settings)
     routing = RoutingActivities(client, settings)
     failure_logs.install()
+    threading.Thread(target=language.preload, name="language-model", daemon=True).start()
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,

@@ -89,6 +89,13 @@ def _identifier(languages: tuple[str, ...]) -> _Identifier | None:
         return identifier
 
 
+def preload() -> None:
+    """Load the model now (a worker does it at its start, on a thread of its own), so that the
+    first emails' analysis does not wait 2-3 s for it with every activity thread."""
+    with _lock:
+        _load_model()
+
+
 def supported_languages() -> frozenset[str]:
     """The language codes the model knows (loads the model)."""
     with _lock:
