@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -40,7 +41,8 @@ class Stack:
     def __init__(self, data_dir: Path, offset: int, *, ignore_sigint: bool = False) -> None:
         self.data_dir = data_dir
         self.ports = DevPorts.with_offset(offset)
-        self.output = data_dir.parent / f"{data_dir.name}-{offset}.out"
+        # Its own file: a second stack on the same data folder must not truncate the first's.
+        self.output = data_dir.parent / f"{data_dir.name}-{offset}-{uuid.uuid4().hex[:6]}.out"
         command = [sys.executable, "dev.py", "run", "--data-dir", str(data_dir)]
         command += ["--port-offset", str(offset)]
 
