@@ -19,7 +19,7 @@ import uvicorn
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
 from ace_email.desk.app import Desk, build_app
-from ace_email.exiting import run_then_exit
+from ace_email.exiting import interrupt_on_stop_signals, run_then_exit
 from ace_email.telemetry.logs import add_logging_arguments, configure_logging
 from ace_email.temporal.client import TemporalUnavailable, connect
 
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     add_logging_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
+    # uvicorn stops on SIGTERM, then raises the signal again with the handler it found: this one
+    # makes that a KeyboardInterrupt, so the desk exits 0 and is not killed by the signal.
+    interrupt_on_stop_signals()
     try:
         settings = load_settings(args.config)
         asyncio.run(serve(settings, args.listen))
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"desk: cannot listen: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
