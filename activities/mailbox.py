@@ -7,19 +7,21 @@ Each is idempotent: a retry finds the message where the previous try left it.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from temporalio import activity
 
 from ace_email.config.settings import Settings
 from ace_email.contracts.mail_work import (
     ArchiveRequest,
+    ClaimAnalysedRequest,
     ClaimRequest,
     ClaimResult,
     MoveRequest,
     SettleDuplicateRequest,
 )
 from ace_email.contracts.mailbox import PollRequest, PollResult
-from ace_email.contracts.message import MessageRef
+from ace_email.contracts.message import Analysis, MessageRef, Routing
 from ace_email.mail import intake
 from ace_email.mail.errors import ImapError
 from ace_email.mail.imap_pool import ImapPool
@@ -42,9 +44,20 @@ class MailboxActivities:
     @mail_faults(benign=True)  # the mailbox workflow logs a failed poll once
     def poll_mailbox(self, request: PollRequest) -> PollResult:
         """New messages since the cursor, as references; never moves or changes anything."""
-        endpoints = self._settings.account(request.account).endpoints()
+        account = self._settings.account(request.account)
+        endpoints = account.endpoints()
+        assess: intake.Assessor | None = None
+        if request.analyse:
+            policy = self._settings.policy(account)
+            languages = self._settings.analysis.languages
+            now = datetime.now(UTC)
+
+            def assess(raw: bytes, ref: MessageRef) -> tuple[Analysis, Routing | None]:
+                return intake.assess(raw, ref, policy, account, languages, received_at=now)
+
         with self._pool.session(request.account) as session:
-            return intake.poll(session, request).model_copy(update={"connection": endpoints})
+            result = intake.poll(session, request, assess)
+        return result.model_copy(update={"connection": endpoints})
 
     @activity.defn
     @mail_faults()
@@ -57,6 +70,17 @@ class MailboxActivities:
         except intake.MessageNotFound:
             _gone_for_sure(request.ref, "to claim")
             return ClaimResult(ref=None)
+
+    @activity.defn
+    @mail_faults()
+    def claim_analysed(self, request: ClaimAnalysedRequest) -> MessageRef | None:
+        """Move a message the poll analysed out of the inbox: to processing, or quarantine."""
+        try:
+            with self._pool.session(request.ref.account) as session:
+                return intake.claim_analysed(session, request)
+        except intake.MessageNotFound:
+            _gone_for_sure(request.ref, "to claim")
+            return None
 
     @activity.defn
     @mail_faults()

@@ -35,32 +35,39 @@ from ace_email.contracts.mail_work import (
 from ace_email.mail.imap_pool import ImapPool
 from ace_email.mail.smtp import send, smtp_connection
 from ace_email.mail.store import find_for_delivery, in_folder, move, original_text, outbox_draft
+from activities.auto_reply_ledger import ReplyLedger
 from activities.mail_faults import mail_faults
 
 
 class OutboundActivities:
     """Outgoing mail for the contact workflow."""
 
-    def __init__(self, settings: Settings, pool: ImapPool) -> None:
+    def __init__(
+        self, settings: Settings, pool: ImapPool, ledger: ReplyLedger | None = None
+    ) -> None:
         self._settings = settings
         self._pool = pool
+        self._ledger = ledger
 
     @activity.defn
     @mail_faults()
     async def send_auto_reply(self, request: AutoReplyRequest) -> AutoReplyResult:
-        """Send the acknowledgement once: the Sent folder is the record, checked first."""
+        """Send the acknowledgement once: the Sent folder is the record, checked first; then
+        the account's ledger is asked, where the request carries a reservation."""
         policy = request.policy
         message_id = ids.auto_reply_message_id(policy.name, request.ref.key, policy.return_address)
         try:
             account = self._settings.account(policy.name)
             template = template_named(request.template, self._settings.templates)
+            refused = await self._reserve(request)
             async with (
                 _one_try_at_a_time(message_id),
-                smtp_connection(account) as smtp,
                 self._pool.lease(policy.name) as session,
             ):
                 if await asyncio.to_thread(in_folder, session, policy.sent_folder, message_id):
                     return AutoReplyResult(message_id=message_id, sent=False)
+                if refused is not None:
+                    return AutoReplyResult(message_id=message_id, sent=False, refused=refused)
                 original = None
                 if template.quote != "none":
                     original = await asyncio.to_thread(original_text, session, request)
@@ -83,9 +90,10 @@ class OutboundActivities:
                     original_text=original,
                 )
                 _still_in_time(account)
-                await send(
-                    smtp, account, sender=policy.return_address, recipient=request.to, raw=raw
-                )
+                async with smtp_connection(account) as smtp:
+                    await send(
+                        smtp, account, sender=policy.return_address, recipient=request.to, raw=raw
+                    )
                 await asyncio.to_thread(session.append, policy.sent_folder, raw)
         except ValueError as exc:  # a template that cannot render, an unusable address
             raise ApplicationError(
@@ -94,6 +102,17 @@ class OutboundActivities:
                 non_retryable=True,
             ) from None
         return AutoReplyResult(message_id=message_id, sent=True)
+
+    async def _reserve(self, request: AutoReplyRequest) -> str | None:
+        """Why the account's ledger refuses this reply, if the request asks it; asked before
+        an IMAP session is taken, so a busy ledger keeps no session from other work. A reply
+        refused is still looked for in Sent: an earlier try may have sent it long ago."""
+        if request.reservation is None:
+            return None
+        if self._ledger is None:
+            raise RuntimeError("send_auto_reply: this worker has no reply ledger")
+        reserved = await self._ledger.reserve(request.reservation)
+        return None if reserved.allowed else reserved.reason
 
     @activity.defn
     @mail_faults()

@@ -64,6 +64,11 @@ ROUTING_RETRY = RetryPolicy(
 )
 ROUTING_TIMEOUT = timedelta(seconds=20)
 
+# A local activity (the claim of a contact analysed at the poll, its calls to queues and
+# agents) is retried within its workflow task this long; after that, on a timer, so a long
+# outage does not hold the contact's task open and its signals and updates wait.
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
+
 AUTO_REPLY_GIVE_UP = timedelta(hours=24)
 # A failing mailbox is tried again after its poll interval, doubled per failure up to this:
 # fixed, it is polled again within two minutes (or at once with `starter.py poll-now`), and a

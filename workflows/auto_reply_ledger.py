@@ -18,6 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from ace_email.contracts.ledger import (
         LedgerEntry,
         LedgerInput,
+        ReserveReplyAnswers,
+        ReserveReplyBatch,
         ReserveReplyRequest,
         ReserveReplyResult,
     )
@@ -64,8 +66,17 @@ class AutoReplyLedgerWorkflow:
     @workflow.update
     def reserve(self, request: ReserveReplyRequest) -> ReserveReplyResult:
         """May this contact send its automatic reply? Answers the same for the same contact."""
-        now = workflow.now()
         self._updates += 1
+        return self._reserve(request)
+
+    @workflow.update
+    def reserve_many(self, batch: ReserveReplyBatch) -> ReserveReplyAnswers:
+        """`reserve` for several contacts at once, in order: one update for a worker's burst."""
+        self._updates += 1
+        return ReserveReplyAnswers(results=[self._reserve(r) for r in batch.requests])
+
+    def _reserve(self, request: ReserveReplyRequest) -> ReserveReplyResult:
+        now = workflow.now()
         for entry in self._entries:
             if entry.contact_id == request.contact_id:
                 return ReserveReplyResult(allowed=True, reason="reserved")

@@ -35,6 +35,9 @@ MAX_POLLS_PER_RUN = 500
 HEALTH_PATCH = "mailbox-health"
 # The endpoints the polling worker uses, in the memo: `starter.py sync` compares them.
 CONNECTION_PATCH = "connection-in-memo"
+# The poll analyses what it reads, and each contact starts with its analysis: the claim only
+# moves the message (each message downloaded once on its way to a contact).
+ANALYSED_AT_POLL_PATCH = "analysed-at-poll"
 
 
 @workflow.defn
@@ -141,6 +144,7 @@ class MailboxWorkflow:
                     account=self._policy.name,
                     folder=self._policy.inbox_folder,
                     cursor=self._status.cursor,
+                    analyse=workflow.patched(ANALYSED_AT_POLL_PATCH),
                 ),
                 start_to_close_timeout=activity_options.imap_timeout(self._policy),
                 retry_policy=activity_options.POLL_RETRY,
@@ -217,13 +221,21 @@ class MailboxWorkflow:
         try:
             await workflow.start_child_workflow(
                 ContactWorkflow.run,
-                ContactInput(ref=ref, policy=self._policy, arrived_at=headline.arrived_at),
+                ContactInput(
+                    ref=ref,
+                    policy=self._policy,
+                    arrived_at=headline.arrived_at,
+                    analysis=headline.analysis,
+                    routing=headline.routing,
+                ),
                 id=contact_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 static_summary=_summary(headline),
                 memo={"from": headline.sender, "subject": headline.subject},
-                search_attributes=sa.new_contact(self._policy.name, self._policy.queue, ref),
+                search_attributes=sa.new_contact(
+                    self._policy.name, self._policy.queue, ref, headline.analysis, headline.routing
+                ),
             )
         except WorkflowAlreadyStartedError:
             await self._hand_over_duplicate(headline, contact_id)

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ace_email.contracts.base import Channel, Model
 from ace_email.contracts.mailbox import AccountPolicy
-from ace_email.contracts.message import MessageRef
+from ace_email.contracts.message import Analysis, MessageRef, Routing
 
 
 class ContactStatus(StrEnum):
@@ -58,6 +58,11 @@ class ContactInput(Model):
     released: QuarantineRelease | None = Field(
         default=None, description="set when an operator released the email from quarantine"
     )
+    analysis: Analysis | None = Field(
+        default=None,
+        description="the poll's analysis: the claim only moves the message, by UID",
+    )
+    routing: Routing | None = None
 
 
 class FollowUpQuery(Model):

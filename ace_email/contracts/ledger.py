@@ -35,3 +35,13 @@ class ReserveReplyRequest(Model):
 class ReserveReplyResult(Model):
     allowed: bool
     reason: str
+
+
+class ReserveReplyBatch(Model):
+    """Several contacts' reservations, answered in order, each as `reserve` would."""
+
+    requests: list[ReserveReplyRequest]
+
+
+class ReserveReplyAnswers(Model):
+    results: list[ReserveReplyResult]

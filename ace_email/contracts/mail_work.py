@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import Field
 
 from ace_email.contracts.base import Channel, Model
+from ace_email.contracts.ledger import ReserveReplyRequest
 from ace_email.contracts.mailbox import AccountPolicy
 from ace_email.contracts.message import Analysis, MessageRef, Routing
 
@@ -29,6 +30,14 @@ class ClaimResult(Model):
     ref: MessageRef | None = Field(description="where the message is now; None if it vanished")
     analysis: Analysis | None = None
     routing: Routing | None = None
+
+
+class ClaimAnalysedRequest(Model):
+    """Claim a message the poll analysed already: move it, by UID, out of the inbox."""
+
+    ref: MessageRef
+    target_folder: str = Field(description="processing, or quarantine")
+    quarantine_reason: str | None = None
 
 
 class ArchiveRequest(Model):
@@ -59,11 +68,15 @@ class AutoReplyRequest(Model):
     language: str | None = None
     queue: str = ""
     sender_name: str = ""
+    reservation: ReserveReplyRequest | None = Field(
+        default=None, description="asked of the account's reply ledger before sending"
+    )
 
 
 class AutoReplyResult(Model):
     message_id: str
-    sent: bool = Field(description="False when the Sent folder already held it")
+    sent: bool = Field(description="False when the Sent folder already held it, or refused")
+    refused: str | None = Field(default=None, description="why the ledger refused it")
 
 
 class DeliverRequest(Model):

@@ -66,6 +66,10 @@ class PollRequest(Model):
     cursor: MailboxCursor
     max_messages: int = 100
     max_bytes: int = 200 * 1024 * 1024
+    analyse: bool = Field(
+        default=False,
+        description="analyse and route each message as it is read, for its contact to take",
+    )
 
 
 class PollResult(Model):

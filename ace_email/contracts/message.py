@@ -22,17 +22,6 @@ class MessageRef(Model):
     size: int = 0
 
 
-class MessageHeadline(Model):
-    """What the poller learns of a new message: its reference and a one-line summary."""
-
-    ref: MessageRef
-    sender: str = ""
-    subject: str = ""
-    arrived_at: datetime | None = Field(
-        default=None, description="when the mail server received it (INTERNALDATE)"
-    )
-
-
 class Address(Model):
     name: str = ""
     addr: str = ""
@@ -97,3 +86,18 @@ class Routing(Model):
         default=None, description="template of the automatic reply; None: no automatic reply"
     )
     quarantine_reason: str | None = None
+
+
+class MessageHeadline(Model):
+    """What the poller learns of a new message: its reference and a one-line summary."""
+
+    ref: MessageRef
+    sender: str = ""
+    subject: str = ""
+    arrived_at: datetime | None = Field(
+        default=None, description="when the mail server received it (INTERNALDATE)"
+    )
+    analysis: Analysis | None = Field(
+        default=None, description="the poll's analysis, when it analysed the message"
+    )
+    routing: Routing | None = None

@@ -8,11 +8,14 @@ their presence in `AceStatus` rather than in an eleventh.
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 from ace_email.contracts import ids
+from ace_email.contracts.base import Channel
 from ace_email.contracts.contact import ContactStatus
-from ace_email.contracts.message import MessageRef
+from ace_email.contracts.message import Analysis, MessageRef, Routing
 
 STATUS = SearchAttributeKey.for_keyword("AceStatus")
 ACCOUNT = SearchAttributeKey.for_keyword("AceAccount")
@@ -42,14 +45,28 @@ ALL = (
 )
 
 
-def new_contact(account: str, queue: str, ref: MessageRef) -> TypedSearchAttributes:
-    """The search attributes an email's contact starts with."""
-    pairs: list[SearchAttributePair[str]] = [
+def new_contact(
+    account: str,
+    queue: str,
+    ref: MessageRef,
+    analysis: Analysis | None = None,
+    routing: Routing | None = None,
+) -> TypedSearchAttributes:
+    """The search attributes an email's contact starts with; with the poll's analysis, all
+    that it tells (so the contact need not set them one by one)."""
+    pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(STATUS, ContactStatus.RECEIVED.value),
         SearchAttributePair(ACCOUNT, account),
-        SearchAttributePair(QUEUE, queue),
+        SearchAttributePair(QUEUE, routing.queue if routing else queue),
         SearchAttributePair(REFERENCE, ids.contact_reference(ref.key)),
     ]
     if ref.message_id:
         pairs.append(SearchAttributePair(MESSAGE_ID, ref.message_id[:500]))
+    if analysis is not None:
+        pairs.append(SearchAttributePair(SENDER, (analysis.reply_address or "").lower()[:200]))
+        pairs.append(SearchAttributePair(CHANNEL, Channel.EMAIL.value))
+    if routing is not None:
+        pairs.append(SearchAttributePair(PRIORITY, routing.priority))
+        if routing.category:
+            pairs.append(SearchAttributePair(CATEGORY, routing.category))
     return TypedSearchAttributes(pairs)

@@ -1,17 +1,23 @@
-"""Mail coming in: the new messages of an inbox since a cursor, as claim checks; and a message
-claimed: analysed, routed by the account's rules, and moved out of the inbox to processing,
-or to quarantine with its reason.
+"""Mail coming in: the new messages of an inbox since a cursor, as claim checks, analysed and
+routed by the account's rules as they are read; and a message claimed: moved out of the inbox
+to processing, or to quarantine with its reason.
+
+Each message is downloaded once on its way to a contact: the poll reads it, analyses it and
+hands the analysis to the contact, whose claim then only moves it (`claim_analysed`). A
+contact begun without an analysis (released from quarantine, begun before) has its message
+read and analysed by `claim`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ace_email.analysis import mime
 from ace_email.config.accounts import AccountSettings
 from ace_email.contracts import ids
-from ace_email.contracts.mail_work import ClaimRequest, ClaimResult
+from ace_email.contracts.mail_work import ClaimAnalysedRequest, ClaimRequest, ClaimResult
 from ace_email.contracts.mailbox import AccountPolicy, MailboxCursor, PollRequest, PollResult
 from ace_email.contracts.message import Analysis, MessageHeadline, MessageRef, Routing
 from ace_email.decisions.rules import MessageFacts
@@ -28,7 +34,11 @@ class MessageNotFound(MailError):
     kind = "MessageNotFound"
 
 
-def poll(session: ImapSession, request: PollRequest) -> PollResult:
+# What the poll makes of one message's bytes: its analysis and routing (see `assess`).
+Assessor = Callable[[bytes, MessageRef], tuple[Analysis, Routing | None]]
+
+
+def poll(session: ImapSession, request: PollRequest, assess: Assessor | None = None) -> PollResult:
     uidvalidity = session.select(request.folder, readonly=True, refresh=True)
     cursor = request.cursor
     if cursor.uidvalidity != uidvalidity:
@@ -69,7 +79,8 @@ def poll(session: ImapSession, request: PollRequest) -> PollResult:
             request.folder,
         )
     headlines = [
-        _headline(request.account, request.folder, uidvalidity, contents[uid]) for uid in ready
+        _headline(request.account, request.folder, uidvalidity, contents[uid], assess)
+        for uid in ready
     ]
     last_uid = ready[-1] if ready else cursor.last_uid
     return PollResult(
@@ -87,10 +98,47 @@ def _arrived_at(session: ImapSession, uid: int) -> datetime | None:
     return found.arrived_at if found else None
 
 
-def _headline(account: str, folder: str, uidvalidity: int, fetched: Fetched) -> MessageHeadline:
+def _headline(
+    account: str, folder: str, uidvalidity: int, fetched: Fetched, assess: Assessor | None
+) -> MessageHeadline:
     sender, subject, message_id = mime.headline(fetched.raw)
     ref = fetched.ref(account, folder, uidvalidity, message_id)
-    return MessageHeadline(ref=ref, sender=sender, subject=subject, arrived_at=fetched.arrived_at)
+    headline = MessageHeadline(
+        ref=ref, sender=sender, subject=subject, arrived_at=fetched.arrived_at
+    )
+    if assess is None:
+        return headline
+    analysis, routing = assess(fetched.raw, ref)
+    return headline.model_copy(update={"analysis": analysis, "routing": routing})
+
+
+def assess(
+    raw: bytes,
+    ref: MessageRef,
+    policy: AccountPolicy,
+    account: AccountSettings,
+    languages: list[str],
+    *,
+    received_at: datetime | None = None,
+    released: bool = False,
+) -> tuple[Analysis, Routing | None]:
+    """One email analysed and routed by the account's rules; a quarantine reason where
+    analysis or a rule says so (never where an operator released it)."""
+    analysis = _analyse(raw, ref, policy, languages)
+    if released:  # an operator's word overrides analysis and rules
+        analysis = analysis.model_copy(update={"quarantine_reason": None})
+    if analysis.quarantine_reason is not None:
+        return analysis, None
+    routing = _route(raw, analysis, account, received_at)
+    by_rule = routing.quarantine_reason if not released else None
+    analysis = analysis.model_copy(
+        update={
+            "rule": routing.rule,
+            "category": routing.category,
+            "quarantine_reason": f"rule '{routing.rule}': {by_rule}" if by_rule else None,
+        }
+    )
+    return analysis, routing
 
 
 def claim(
@@ -103,20 +151,15 @@ def claim(
             f"{ref.account}: message uid {ref.uid} to claim is not in {ref.folder!r}"
         )
     where, raw = found
-    analysis = _analyse(raw, where, policy, languages)
-    if request.released:  # an operator's word overrides analysis and rules
-        analysis = analysis.model_copy(update={"quarantine_reason": None})
-    routing: Routing | None = None
-    if analysis.quarantine_reason is None:
-        routing = _route(raw, analysis, account, request.received_at)
-        by_rule = routing.quarantine_reason if not request.released else None
-        analysis = analysis.model_copy(
-            update={
-                "rule": routing.rule,
-                "category": routing.category,
-                "quarantine_reason": f"rule '{routing.rule}': {by_rule}" if by_rule else None,
-            }
-        )
+    analysis, routing = assess(
+        raw,
+        where,
+        policy,
+        account,
+        languages,
+        received_at=request.received_at,
+        released=request.released,
+    )
     claimable = {policy.inbox_folder}
     if request.released:
         claimable.add(policy.quarantine_folder)
@@ -125,17 +168,50 @@ def claim(
     session.select(where.folder)
     target = policy.quarantine_folder if analysis.quarantine_reason else policy.processing_folder
     moved = move(session, where, target)
-    if analysis.quarantine_reason:
+    _log_quarantined(ref, where.uid, analysis.quarantine_reason, target)
+    return ClaimResult(ref=moved, analysis=analysis, routing=routing)
+
+
+def claim_analysed(session: ImapSession, request: ClaimAnalysedRequest) -> MessageRef:
+    """Move a message the poll analysed out of the inbox, by UID, without reading it again.
+
+    Idempotent: a message no longer under its UID (an earlier try moved it) is looked for by
+    content in the target folder and the inbox.
+    """
+    ref, target = request.ref, request.target_folder
+    if session.select(ref.folder, refresh=True) == ref.uidvalidity:
+        moved_to = session.move(ref.uid, target)
+        if moved_to is not None:
+            moved = ref.model_copy(
+                update={"folder": target, "uidvalidity": moved_to[0], "uid": moved_to[1]}
+            )
+            _log_quarantined(ref, ref.uid, request.quarantine_reason, target)
+            return moved
+    found = locate(session, ref, [target, ref.folder])
+    if found is None:
+        raise MessageNotFound(
+            f"{ref.account}: message uid {ref.uid} to claim is not in {ref.folder!r}"
+        )
+    where = found[0]
+    if where.folder == target:
+        return where
+    session.select(where.folder)
+    moved = move(session, where, target)
+    _log_quarantined(ref, where.uid, request.quarantine_reason, target)
+    return moved
+
+
+def _log_quarantined(ref: MessageRef, uid: int, reason: str | None, target: str) -> None:
+    if reason:
         log.warning(
             "%s: %s (uid %s, %s bytes) moved to %s: %s",
             ref.account,
             ids.contact_workflow_id(ref.account, ref.key),
-            where.uid,
-            analysis.size,
+            uid,
+            ref.size,
             target,
-            analysis.quarantine_reason,
+            reason,
         )
-    return ClaimResult(ref=moved, analysis=analysis, routing=routing)
 
 
 def _route(

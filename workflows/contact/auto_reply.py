@@ -1,5 +1,7 @@
 """The automatic reply of a contact: decided from its analysis, reserved with the account's
-ledger (per sender and per hour), sent once (the Sent copy is the record), and noted."""
+ledger (per sender and per hour), sent once (the Sent copy is the record), and noted. A
+contact analysed at the poll has its reply activity reserve and send in one; older ones
+reserve with an activity of its own first."""
 
 from __future__ import annotations
 
@@ -37,11 +39,13 @@ class AutoReplies(ContactBase):
         if decision.to is None or decision.template is None:
             self._note_auto_reply(decision.reason)
             return
+        reservation = self._reservation(decision.to)
         try:
-            reservation = await self._reserve(decision.to)
-            if not reservation.allowed:
-                self._note_auto_reply(reservation.reason)
-                return
+            if not self._analysed_at_poll:  # the reply activity asks the ledger itself
+                reserved = await self._reserve(reservation)
+                if not reserved.allowed:
+                    self._note_auto_reply(reserved.reason)
+                    return
             result = await self._smtp(
                 OutboundActivities.send_auto_reply,
                 AutoReplyRequest(
@@ -57,27 +61,31 @@ class AutoReplies(ContactBase):
                     language=analysis.language,
                     queue=self._state.queue,
                     sender_name=analysis.sender.name if analysis.sender else "",
+                    reservation=reservation if self._analysed_at_poll else None,
                 ),
                 "automatic reply",
                 give_up=True,
             )
-            outcome = f"sent to {decision.to} as {result.message_id}"
+            outcome = result.refused or f"sent to {decision.to} as {result.message_id}"
         except ActivityError as err:
             outcome = f"failed: {failure(err)}"
         self._note_auto_reply(outcome)
 
-    async def _reserve(self, to: str) -> ReserveReplyResult:
+    def _reservation(self, to: str) -> ReserveReplyRequest:
+        return ReserveReplyRequest(
+            account=self._policy.name,
+            contact_id=self._state.id,
+            sender=to,
+            per_sender_period=timedelta(hours=self._policy.auto_reply_period_hours),
+            cap_per_hour=self._policy.auto_reply_cap_per_hour,
+        )
+
+    async def _reserve(self, reservation: ReserveReplyRequest) -> ReserveReplyResult:
         if not self._rules_era:
             return ReserveReplyResult(allowed=True, reason="before the ledger")
         return await self._ledger(
             LedgerActivities.reserve_auto_reply,
-            ReserveReplyRequest(
-                account=self._policy.name,
-                contact_id=self._state.id,
-                sender=to,
-                per_sender_period=timedelta(hours=self._policy.auto_reply_period_hours),
-                cap_per_hour=self._policy.auto_reply_cap_per_hour,
-            ),
+            reservation,
             "reserve an automatic reply",
             give_up=True,
         )

@@ -126,6 +126,7 @@ class ContactBase:
     _accepted_route: tuple[str, int] | None
     _deadline: datetime | None
     _commands: deque[Command]
+    _analysed_at_poll: bool
 
     def _set_status(self, status: ContactStatus) -> None:
         self._state.status = status
@@ -176,7 +177,17 @@ class ContactBase:
     async def _routing(
         self, activity: Callable[[Any, Any], Awaitable[R]], request: object, summary: str
     ) -> R:
-        """A message to a queue or an agent, through an activity."""
+        """A message to a queue or an agent, through an activity: a local one for a contact
+        analysed at the poll (a call to Temporal of milliseconds, no task of its own)."""
+        if self._analysed_at_poll:
+            return await workflow.execute_local_activity_method(
+                activity,
+                request,
+                start_to_close_timeout=activity_options.ROUTING_TIMEOUT,
+                retry_policy=activity_options.ROUTING_RETRY,
+                local_retry_threshold=activity_options.LOCAL_RETRY_THRESHOLD,
+                summary=summary,
+            )
         return await workflow.execute_activity_method(
             activity,
             request,

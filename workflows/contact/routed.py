@@ -77,7 +77,8 @@ class RoutedLife(FollowUps):
         arrived = min(self._arrived_at + ONE_SECOND, received) if self._arrived_at else received
         self._state.waiting_since = arrived
         self._state.channel = self._channel
-        workflow.upsert_search_attributes([sa.CHANNEL.value_set(self._channel.value)])
+        if not self._analysed_at_poll:  # else set at its start
+            workflow.upsert_search_attributes([sa.CHANNEL.value_set(self._channel.value)])
         await self._enter_queue(routing.queue if routing else self._state.queue, entered_at=now)
         if self._closed:  # the `close` signal came while it was being claimed
             self._commands.append(Close())

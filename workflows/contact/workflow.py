@@ -37,7 +37,9 @@ with workflow.unsafe.imports_passed_through():
         TransferRequest,
     )
     from ace_email.contracts.mail_work import (
+        ClaimAnalysedRequest,
         ClaimRequest,
+        ClaimResult,
     )
     from ace_email.contracts.mailbox import AccountPolicy
     from ace_email.contracts.message import Analysis, MessageRef, Routing
@@ -116,26 +118,33 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
         self._accepted_route: tuple[str, int] | None = None
         self._deadline: datetime | None = None
         self._commands: deque[Command] = deque()
+        # Analysed by the poll (begun since ANALYSED_AT_POLL_PATCH, as its input shows): the
+        # claim is a local activity that only moves the message, the start carried the search
+        # attributes, and the routing, rules and ledger paths are taken without their patches.
+        self._analysed_at_poll = contact.analysis is not None and contact.released is None
 
     @workflow.run
     async def run(self, contact: ContactInput) -> ContactState:
-        claim = await self._imap(
-            MailboxActivities.claim_message,
-            ClaimRequest(
-                ref=self._ref,
-                policy=self._policy,
-                received_at=self._state.received_at,
-                released=contact.released is not None,
-            ),
-            "claim and analyse",
-        )
+        if self._analysed_at_poll:
+            claim = await self._claim_analysed(contact.analysis, contact.routing)
+        else:
+            claim = await self._imap(
+                MailboxActivities.claim_message,
+                ClaimRequest(
+                    ref=self._ref,
+                    policy=self._policy,
+                    received_at=self._state.received_at,
+                    released=contact.released is not None,
+                ),
+                "claim and analyse",
+            )
         if claim.ref is None or claim.analysis is None:
             self._set_status(ContactStatus.MISSING)
             return await self._finish()
         self._ref = claim.ref
         if self._work_item is None:
             count(metrics.EMAILS_TAKEN_IN, account=self._policy.name)
-        self._rules_era = workflow.patched(RULES_PATCH)
+        self._rules_era = self._analysed_at_poll or workflow.patched(RULES_PATCH)
         analysis, routing = claim.analysis, claim.routing
         if self._work_item is not None:
             analysis = analysis.model_copy(update={"quarantine_reason": None})
@@ -158,8 +167,9 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
 
         auto_reply = asyncio.create_task(self._auto_reply(analysis, routing))
         self._state.queued_at = workflow.now()
-        self._set_status(ContactStatus.QUEUED)
-        if workflow.patched(ROUTING_PATCH):
+        if not self._analysed_at_poll:  # entering the queue sets it, once
+            self._set_status(ContactStatus.QUEUED)
+        if self._analysed_at_poll or workflow.patched(ROUTING_PATCH):
             await self._routed_life(routing)
         else:
             await self._serve_queue()
@@ -380,6 +390,27 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
         count(metrics.CONTACTS_CLOSED, status=self._state.status.value)
         return self._state
 
+    async def _claim_analysed(
+        self, analysis: Analysis | None, routing: Routing | None
+    ) -> ClaimResult:
+        """Move the message the poll analysed to processing, or to quarantine."""
+        assert analysis is not None
+        reason = analysis.quarantine_reason
+        policy = self._policy
+        moved = await workflow.execute_local_activity_method(
+            MailboxActivities.claim_analysed,
+            ClaimAnalysedRequest(
+                ref=self._ref,
+                target_folder=policy.quarantine_folder if reason else policy.processing_folder,
+                quarantine_reason=reason,
+            ),
+            start_to_close_timeout=activity_options.imap_timeout(policy),
+            retry_policy=activity_options.IMAP_RETRY,
+            local_retry_threshold=activity_options.LOCAL_RETRY_THRESHOLD,
+            summary="claim",
+        )
+        return ClaimResult(ref=moved, analysis=analysis, routing=routing)
+
     def _take_analysis(self, analysis: Analysis, routing: Routing | None) -> None:
         state = self._state
         state.sender = str(analysis.sender) if analysis.sender else ""
@@ -405,5 +436,5 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
             ]
             if routing.category:
                 attributes.append(sa.CATEGORY.value_set(routing.category))
-        if self._rules_era:
+        if self._rules_era and not self._analysed_at_poll:  # else set at its start
             workflow.upsert_search_attributes(attributes)
