@@ -34,6 +34,7 @@ from activities import failure_logs
 from activities.auto_reply_ledger import LedgerActivities, ReplyLedger
 from activities.follow_ups import FollowUpActivities
 from activities.mailbox import MailboxActivities
+from activities.mailbox_watch import WatchActivities
 from activities.outbound import OutboundActivities
 from activities.routing import RoutingActivities
 from workflows.agent import AgentWorkflow
@@ -82,6 +83,7 @@ def build_worker(
     ledger = LedgerActivities(reply_ledger)
     follow_ups = FollowUpActivities(client, settings)
     routing = RoutingActivities(client, settings)
+    watches = WatchActivities(client, settings)
     failure_logs.install()
     threading.Thread(target=language.preload, name="language-model", daemon=True).start()
     return Worker(
@@ -91,6 +93,7 @@ def build_worker(
         workflow_runner=workflow_runner,
         activities=[
             mailbox.poll_mailbox,
+            watches.watch_mailbox,
             mailbox.claim_message,
             mailbox.claim_analysed,
             mailbox.archive_message,

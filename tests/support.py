@@ -216,10 +216,11 @@ def account_settings(
     account_extra: dict[str, object] | None = None,
     extra: dict[str, object] | None = None,
     agents: list[dict[str, object]] | None = None,
+    imap_extra: dict[str, object] | None = None,
 ) -> Settings:
-    """One account on the test's mail stack; `account_extra` and `extra` add keys (rules,
-    templates, queues) to the account and the top level; `agents` replaces alice (with an
-    address) and bob (built-in)."""
+    """One account on the test's mail stack; `account_extra`, `imap_extra` and `extra` add
+    keys (rules, templates, queues) to the account, its `imap` table and the top level;
+    `agents` replaces alice (with an address) and bob (built-in)."""
     return Settings.model_validate(
         (extra or {})
         | {
@@ -243,7 +244,8 @@ def account_settings(
                         "password": PASSWORD,
                         "poll_interval_seconds": poll_interval,
                         "timeout_seconds": 5,
-                    },
+                    }
+                    | (imap_extra or {}),
                     "smtp": {
                         "host": "127.0.0.1",
                         "port": stack.smtp_port,

@@ -38,6 +38,20 @@ POLL_RETRY = RetryPolicy(
     non_retryable_error_types=[*PERMANENT_FAULTS, "ImapLoginFailed"],
 )
 
+# The IDLE watch of an inbox: a dropped session is replaced soon, a server that stays away is
+# tried again at most every two minutes (as a failing poll is); the timer polls meanwhile.
+IDLE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=PERMANENT_FAULTS,
+)
+# A watch heartbeats every couple of seconds (the SDK sends one at most every 8 s, which is
+# also how soon it learns it was cancelled); one silent this long is presumed lost with its
+# worker and is given to another.
+IDLE_HEARTBEAT = timedelta(seconds=10)
+IDLE_WATCH_TIMEOUT = timedelta(minutes=30)
+
 SMTP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,

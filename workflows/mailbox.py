@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
-from temporalio.workflow import ParentClosePolicy
+from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from ace_email.contracts import ids
@@ -24,9 +24,11 @@ with workflow.unsafe.imports_passed_through():
         MailboxInput,
         MailboxStatus,
         PollRequest,
+        WatchRequest,
     )
     from ace_email.contracts.message import MessageHeadline
     from activities.mailbox import MailboxActivities
+    from activities.mailbox_watch import WatchActivities
     from workflows import activity_options
     from workflows.contact import ContactWorkflow
 
@@ -38,6 +40,8 @@ CONNECTION_PATCH = "connection-in-memo"
 # The poll analyses what it reads, and each contact starts with its analysis: the claim only
 # moves the message (each message downloaded once on its way to a contact).
 ANALYSED_AT_POLL_PATCH = "analysed-at-poll"
+# Push: the inbox watched by IMAP IDLE beside the loop, which polls when told of new mail.
+IDLE_PATCH = "imap-idle-push"
 
 
 @workflow.defn
@@ -57,11 +61,15 @@ class MailboxWorkflow:
         self._stop = False
         self._failures = 0
         self._published_health: MailboxHealth | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._watched_folder: str | None = None
+        self._watch_gave_up = False
 
     @workflow.run
     async def run(self, mailbox: MailboxInput) -> MailboxStatus:
         polls_this_run = 0
         while not self._stop:
+            self._keep_watch()
             more = await self._poll_once()
             polls_this_run += 1
             if self._stop:
@@ -70,6 +78,7 @@ class MailboxWorkflow:
                 workflow.info().is_continue_as_new_suggested()
                 or polls_this_run >= MAX_POLLS_PER_RUN
             ):
+                await self._end_watch()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     MailboxInput(
@@ -81,8 +90,58 @@ class MailboxWorkflow:
                 )
             if not more:
                 await self._wait_for_next_poll()
+        await self._end_watch()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status
+
+    def _keep_watch(self) -> None:
+        """Watch the inbox by IDLE while the account wants it: started once per run, ended
+        when IDLE is switched off, started again when the inbox folder changes."""
+        policy = self._policy
+        if self._watch is not None and (
+            not policy.idle or policy.inbox_folder != self._watched_folder
+        ):
+            self._watch.cancel()
+            self._watch = None
+            self._watch_gave_up = False
+            self._status = self._status.model_copy(update={"push": None})
+        wanted = policy.idle and not self._stop and not self._watch_gave_up
+        if self._watch is None and wanted and workflow.patched(IDLE_PATCH):
+            self._watched_folder = policy.inbox_folder
+            self._watch = asyncio.create_task(self._watch_inbox(policy.inbox_folder))
+
+    async def _watch_inbox(self, folder: str) -> None:
+        """One IDLE watch after another (each ends after a while, to be renewed)."""
+        self._status = self._status.model_copy(update={"push": "IMAP IDLE"})
+        while True:
+            try:
+                result = await workflow.execute_activity_method(
+                    WatchActivities.watch_mailbox,
+                    WatchRequest(account=self._policy.name, folder=folder),
+                    start_to_close_timeout=activity_options.IDLE_WATCH_TIMEOUT,
+                    heartbeat_timeout=activity_options.IDLE_HEARTBEAT,
+                    retry_policy=activity_options.IDLE_RETRY,
+                    cancellation_type=ActivityCancellationType.TRY_CANCEL,
+                    summary="watch the inbox (IMAP IDLE)",
+                )
+            except ActivityError as err:
+                self._give_up_watch(f"stopped: {_cause(err)}")
+                return
+            if not result.offered:
+                self._give_up_watch("not offered by the IMAP server; polling only")
+                return
+
+    def _give_up_watch(self, why: str) -> None:
+        self._watch_gave_up = True
+        self._status = self._status.model_copy(update={"push": why})
+        workflow.logger.warning("mailbox %s: push %s", self._policy.name, why)
+
+    async def _end_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            with suppress(asyncio.CancelledError, ActivityError):
+                await watch
 
     @workflow.signal
     def poll_now(self) -> None:
@@ -202,9 +261,7 @@ class MailboxWorkflow:
                 f"{self._policy.name}: the poll did not finish within {timeout:g} s "
                 "(IMAP server not answering, or no worker running the poll)"
             )
-        if isinstance(err.cause, ApplicationError):
-            return err.cause.message
-        return str(err.cause) if err.cause else str(err)
+        return _cause(err)
 
     def _publish_health(self) -> None:
         """Health as one line in the Web UI, and as a search attribute when it changes."""
@@ -263,6 +320,12 @@ class MailboxWorkflow:
                 retry_policy=activity_options.IMAP_RETRY,
                 summary="archive a duplicate copy",
             )
+
+
+def _cause(err: ActivityError) -> str:
+    if isinstance(err.cause, ApplicationError):
+        return err.cause.message
+    return str(err.cause) if err.cause else str(err)
 
 
 def health_line(status: MailboxStatus, policy: AccountPolicy, now: datetime) -> str:

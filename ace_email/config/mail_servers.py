@@ -126,6 +126,11 @@ class ImapSettings(Credentials):
     )
     timeout_seconds: float = Field(default=30.0, gt=0)
     sessions_per_worker: int = Field(default=4, ge=1, le=32)
+    idle: bool = Field(
+        default=True,
+        description="push: IMAP IDLE on the inbox where the server offers it, so a new email "
+        "is polled within milliseconds; poll_interval_seconds stays the safety net",
+    )
 
     @model_validator(mode="after")
     def _needs_login(self) -> Self:

@@ -309,6 +309,7 @@ class Settings(BaseSettings):
             queue=account.queue,
             auto_reply=account.auto_reply,
             poll_interval_seconds=imap.poll_interval_seconds,
+            idle=imap.idle,
             inbox_folder=imap.folder,
             processing_folder=imap.processing_folder,
             archive_folder=imap.archive_folder,

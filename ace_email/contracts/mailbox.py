@@ -24,6 +24,7 @@ class AccountPolicy(Model):
     queue: str
     auto_reply: bool = True
     poll_interval_seconds: float = 30.0
+    idle: bool = Field(default=True, description="push by IMAP IDLE where the server offers it")
     inbox_folder: str = "INBOX"
     processing_folder: str = "Processing"
     archive_folder: str = "Archive"
@@ -44,6 +45,21 @@ class AccountPolicy(Model):
     follow_up_days: float = Field(
         default=30.0, description="a delivered contact takes follow-ups for this long"
     )
+
+
+class WatchRequest(Model):
+    """Watch an inbox by IMAP IDLE and ask its poll loop to poll when mail arrives."""
+
+    account: str
+    folder: str
+    watch_seconds: float = Field(
+        default=25 * 60, description="then the watch ends and its loop starts a new one"
+    )
+
+
+class WatchResult(Model):
+    offered: bool = Field(description="False: the server does not offer IDLE")
+    news: int = Field(default=0, description="how often new mail was told of")
 
 
 class MailboxCursor(Model):
@@ -111,6 +127,10 @@ class MailboxStatus(Model):
     stopping: bool = False
     connection: dict[str, str] = Field(
         default={}, description="the endpoints the last successful poll's worker uses"
+    )
+    push: str | None = Field(
+        default=None,
+        description="'IMAP IDLE' while the inbox is watched; else why not (None: polling only)",
     )
 
     @property

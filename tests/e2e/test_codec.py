@@ -352,7 +352,13 @@ def test_codec_server_needs_encryption_configured(monkeypatch: pytest.MonkeyPatc
 
 # Search attributes must stay readable for the server to index them; a patch marker holds the
 # patch's name, written by the SDK's core beneath the data converter.
-CLEAR_BY_DESIGN = (".search_attributes", ".marker_recorded_event_attributes.details[patch-data]")
+# Search attributes, and the SDK's own bookkeeping of a patch or a local activity (its type,
+# attempt and times; the local activity's result is encrypted like any other).
+CLEAR_BY_DESIGN = (
+    ".search_attributes",
+    ".marker_recorded_event_attributes.details[patch-data]",
+    ".marker_recorded_event_attributes.details[data]",
+)
 
 
 @pytest.mark.e2e

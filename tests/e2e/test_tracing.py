@@ -73,7 +73,7 @@ async def test_a_contacts_spans_link_up_from_poll_to_delivery(
         "RunActivity:poll_mailbox",
         "StartChildWorkflow:ContactWorkflow",
         "RunWorkflow:ContactWorkflow",
-        "RunActivity:claim_message",
+        "RunActivity:claim_analysed",
         "RunActivity:send_auto_reply",
         "RunActivity:deliver_to_agent",
     } <= trace
@@ -82,7 +82,7 @@ async def test_a_contacts_spans_link_up_from_poll_to_delivery(
         "StartWorkflow:MailboxWorkflow"
     )
     assert "StartChildWorkflow:ContactWorkflow" in ancestors(
-        of_contact("RunActivity:claim_message")
+        of_contact("RunActivity:claim_analysed")
     )
     # Ids and types only: nothing of the email.
     for span in spans:
