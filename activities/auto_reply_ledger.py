@@ -4,6 +4,7 @@ as an activity of its own (contacts begun before the reply activity reserved), a
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
@@ -13,6 +14,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
 )
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 
 from ace_email.contracts import ids
 from ace_email.contracts.ledger import (
@@ -52,8 +54,26 @@ class ReplyLedger:
 
     async def reserve(self, request: ReserveReplyRequest) -> ReserveReplyResult:
         """May this contact send its automatic reply? Safe to ask again: the ledger answers
-        the same contact the same way."""
-        return await self._batchers[request.account].ask(request)
+        the same contact the same way.
+
+        Within an activity, a worker that begins to shut down stops waiting and fails the try
+        (retried on another worker): this worker no longer runs the ledger's workflow tasks,
+        and the answer could take longer than the shutdown may."""
+        asking = asyncio.ensure_future(self._batchers[request.account].ask(request))
+        if not activity.in_activity():
+            return await asking
+        shutdown = asyncio.ensure_future(activity.wait_for_worker_shutdown())
+        either: set[asyncio.Future[Any]] = {asking, shutdown}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        shutdown.cancel()
+        if not asking.done():
+            asking.cancel()
+            raise ApplicationError(
+                f"{request.account}: this worker is shutting down before the reply ledger "
+                "answered; another worker asks again",
+                type="WorkerShuttingDown",
+            )
+        return asking.result()
 
     async def _reserve_many(self, requests: list[ReserveReplyRequest]) -> list[ReserveReplyResult]:
         account = requests[0].account

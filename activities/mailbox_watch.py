@@ -16,7 +16,6 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
 from ace_email.config.settings import Settings
 from ace_email.contracts import ids
@@ -44,14 +43,22 @@ class WatchActivities:
     @mail_faults(benign=True)  # a dropped IDLE session is retried; the poll loop carries on
     async def watch_mailbox(self, request: WatchRequest) -> WatchResult:
         """Watch the inbox until `watch_seconds` have passed, the poll loop cancels, or this
-        worker shuts down (the watch then fails, to be retried on another worker)."""
+        worker shuts down (the poll loop then starts the next watch, on another worker).
+
+        Every blocking call (log in, wait on the socket) runs on this class's threads and is
+        raced against the worker's shutdown, so a shutdown never waits for a server."""
         account = self._settings.account(request.account)
         watch = InboxWatch(account, request.folder)
         loop = asyncio.get_running_loop()
         shutdown: asyncio.Future[None] = asyncio.ensure_future(activity.wait_for_worker_shutdown())
-        waiting: Future[bool] | None = None
+        opening = self._threads.submit(watch.open)
+        busy: Future[bool] | None = opening
         try:
-            if not await loop.run_in_executor(self._threads, watch.open):
+            offered = await _unless(opening, shutdown)
+            busy = None
+            if offered is None:
+                return WatchResult(offered=True)
+            if not offered:
                 return WatchResult(offered=False)
             mailbox = self._client.get_workflow_handle(ids.mailbox_workflow_id(account.name))
             end = loop.time() + request.watch_seconds
@@ -59,32 +66,39 @@ class WatchActivities:
             while loop.time() < end:
                 activity.heartbeat()
                 gap = SIGNAL_GAP_SECONDS - (loop.time() - last_signal)
-                timeout = max(gap, 0.01) if pending else WAIT_SECONDS
-                waiting = self._threads.submit(watch.wait, timeout)
-                told = asyncio.wrap_future(waiting)
-                either: set[asyncio.Future[Any]] = {told, shutdown}
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                if shutdown.done():
-                    raise ApplicationError(
-                        f"{account.name}: this worker is shutting down; another one takes "
-                        "over the IDLE watch",
-                        type="WorkerShuttingDown",
-                    )
-                pending = told.result() or pending
-                waiting = None
+                waiting = self._threads.submit(
+                    watch.wait, max(gap, 0.01) if pending else WAIT_SECONDS
+                )
+                busy = waiting
+                told = await _unless(waiting, shutdown)
+                busy = None
+                if told is None:  # the poll loop starts the next watch, on another worker
+                    break
+                pending = told or pending
                 if pending and loop.time() - last_signal >= SIGNAL_GAP_SECONDS:
                     await mailbox.signal("poll_now")
                     news, pending, last_signal = news + 1, False, loop.time()
             return WatchResult(offered=True, news=news)
-        finally:  # a wait still on the socket is woken, and ends before the session closes
+        finally:
             shutdown.cancel()
-            if waiting is not None:
+            if busy is not None:  # cancelled, or shutting down, while a call is in progress
                 watch.interrupt()
-            await loop.run_in_executor(self._threads, _close_after, waiting, watch)
+            self._threads.submit(_close_after, busy, watch)  # once that call has ended
 
 
-def _close_after(waiting: Future[bool] | None, watch: InboxWatch) -> None:
-    if waiting is not None:
+async def _unless(call: Future[bool], shutdown: asyncio.Future[None]) -> bool | None:
+    """The call's answer, or None if the worker began to shut down first."""
+    answer = asyncio.wrap_future(call)
+    either: set[asyncio.Future[Any]] = {answer, shutdown}
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if answer.done():
+        return answer.result()
+    answer.cancel()  # the call ends on its own; its outcome is no longer wanted
+    return None
+
+
+def _close_after(busy: Future[bool] | None, watch: InboxWatch) -> None:
+    if busy is not None:
         with suppress(BaseException):
-            waiting.result()
+            busy.result()
     watch.close()

@@ -21,7 +21,8 @@ async def accounts(client: Client, settings: Settings) -> list[dict[str, Any]]:
 
     Besides the fields of `MailboxStatus`: `running` (a poll loop runs), `health` (`ok`,
     `failing`, `starting` before its first poll, `no worker` when no worker answers, `not
-    running`), and `lag_seconds`: the longest an email may have been waiting in the inbox
+    running`), `push` (`IMAP IDLE` while the inbox is watched, else why not), and
+    `lag_seconds`: the longest an email may have been waiting in the inbox
     without becoming a contact, from the arrival of the oldest email waiting at the last
     successful poll, or from that poll if none was waiting; null before the first success.
     """
@@ -83,6 +84,7 @@ def describe_account(row: dict[str, Any]) -> str:
             f"{row['failures']} failed polls since {_when(row['failing_since'])}, "
             f"next try {_when(row['next_poll_at'])}"
         )
+    parts.append(f"push {row.get('push') or '-'}")
     parts.append(f"last error {row['last_error'] or '-'}")
     return ", ".join(parts)
 

@@ -38,7 +38,12 @@ async def busy_retried(call: Callable[[], Awaitable[T]], patience: float = 8.0) 
     while True:
         try:
             return await call()
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            task = asyncio.current_task()
+            if isinstance(err.__cause__, asyncio.CancelledError) or (
+                task is not None and task.cancelling()
+            ):  # our own cancellation, in the SDK's words: never asked again
+                raise asyncio.CancelledError() from None
             if loop.time() > deadline:
                 raise
         except RPCError as err:
