@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from activities.batching import Coalescer
+from activities.batching import Batcher, Coalescer
 
 
 async def test_what_arrives_during_a_send_goes_out_together_in_the_next() -> None:
@@ -46,3 +46,26 @@ async def test_a_failed_send_fails_each_of_its_items_and_not_the_next() -> None:
         await first
     await second
     assert calls == 2
+
+
+async def test_each_item_gets_its_own_answer_from_the_batch_it_went_in() -> None:
+    batches: list[list[int]] = []
+
+    async def square(items: list[int]) -> list[int]:
+        batches.append(items)
+        await asyncio.sleep(0.01)
+        return [n * n for n in items]
+
+    batcher: Batcher[int, int] = Batcher(square)
+    answers = await asyncio.gather(*(batcher.ask(n) for n in range(5)))
+    assert answers == [0, 1, 4, 9, 16]
+    assert batches == [[0, 1, 2, 3, 4]], "asked together, sent together"
+
+
+async def test_a_send_that_answers_too_few_fails_its_batch() -> None:
+    async def short(items: list[str]) -> list[str]:
+        return items[:-1]
+
+    batcher: Batcher[str, str] = Batcher(short)
+    with pytest.raises(RuntimeError, match="1 answers for 2 items"):
+        await asyncio.gather(batcher.ask("a"), batcher.ask("b"))

@@ -12,7 +12,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from ace_email.contracts.ledger import LedgerInput, ReserveReplyRequest
+from ace_email.contracts.ledger import LedgerInput, ReserveReplyBatch, ReserveReplyRequest
 from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
 
 PERIOD = timedelta(seconds=2)
@@ -58,3 +58,33 @@ async def test_one_reply_per_sender_per_period_a_cap_per_hour_across_continue_as
         assert [e.contact_id for e in entries] == ["c1", "c3"], "kept through continue-as-new"
         await asyncio.sleep(PERIOD.total_seconds() + 0.5)
         assert await reserve(client, wid, "c5", "carla@example.org") == "allowed"
+
+
+async def test_many_reservations_in_one_update_are_answered_in_order(client: Client) -> None:
+    queue = f"ledger-many-{uuid.uuid4().hex[:8]}"
+
+    def request(contact: str, sender: str) -> ReserveReplyRequest:
+        return ReserveReplyRequest(
+            account="support", contact_id=contact, sender=sender, per_sender_period=PERIOD
+        )
+
+    async with Worker(client, task_queue=queue, workflows=[AutoReplyLedgerWorkflow]):
+        handle = await client.start_workflow(
+            AutoReplyLedgerWorkflow.run,
+            LedgerInput(account="support"),
+            id=f"ledger-{queue}",
+            task_queue=queue,
+        )
+        batch = ReserveReplyBatch(
+            requests=[
+                request("c1", "carla@example.org"),
+                request("c2", "Carla@example.org"),
+                request("c3", "dan@example.org"),
+                request("c1", "carla@example.org"),
+            ]
+        )
+        answers = await handle.execute_update(AutoReplyLedgerWorkflow.reserve_many, batch)
+        assert [a.allowed for a in answers.results] == [True, False, True, True]
+        assert "(contact c1)" in answers.results[1].reason
+        single = await reserve(client, handle.id, "c2", "carla@example.org")
+        assert single.startswith("not sent:"), "one ledger, whichever update asked"
