@@ -5,6 +5,7 @@ mailbox workflow logs once with the account) are left at DEBUG, where the SDK pu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from temporalio.exceptions import ApplicationError
@@ -13,11 +14,15 @@ SDK_LOGGER = "temporalio.activity"
 
 
 class OneLineFailures(logging.Filter):
-    """Rewrites the SDK's "Completing activity as failed" record for an ApplicationError."""
+    """Rewrites the SDK's "Completing activity as failed" record for an ApplicationError, and
+    for a try cut short (cancelled past its time limit, or by a stopping worker)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         failure = record.exc_info[1] if record.exc_info else None
-        if not isinstance(failure, ApplicationError) or record.levelno < logging.WARNING:
+        cut_short = isinstance(failure, asyncio.CancelledError)
+        if not (isinstance(failure, ApplicationError) or cut_short):
+            return True
+        if record.levelno < logging.WARNING:
             return True
         logger = logging.getLogger(record.name)
         if logger.isEnabledFor(logging.DEBUG):
@@ -26,8 +31,15 @@ class OneLineFailures(logging.Filter):
         activity = details.get("activity_type", "an activity")
         workflow_id = details.get("workflow_id", "?")
         attempt = details.get("attempt", "?")
-        record.msg = "%s for %s failed (attempt %s): %s: %s"
-        record.args = (activity, workflow_id, attempt, failure.type or "error", failure.message)
+        if isinstance(failure, ApplicationError):
+            record.msg = "%s for %s failed (attempt %s): %s: %s"
+            record.args = (activity, workflow_id, attempt, failure.type or "error", failure.message)
+        else:
+            record.msg = (
+                "%s for %s was cut short (attempt %s): past its time limit, its workflow moved "
+                "on, or this worker is stopping; Temporal tries it again where still wanted"
+            )
+            record.args = (activity, workflow_id, attempt)
         record.exc_info = None
         record.exc_text = None
         return True

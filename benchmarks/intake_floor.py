@@ -22,42 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from temporalio import workflow
 from temporalio.worker import Worker
-from temporalio.workflow import ParentClosePolicy
 
-from ace_email.contracts import search_attributes as sa
 from ace_email.exiting import run_then_exit
 from benchmarks.dev_server import start_dev_server
+from benchmarks.floor_workflows import BATCH, StartingParent, WaitingChild
 from worker import SHARED_SANDBOX
-
-BATCH = 100
-
-
-@workflow.defn
-class WaitingChild:
-    @workflow.run
-    async def run(self, n: int) -> None:
-        workflow.upsert_search_attributes([sa.STATUS.value_set("queued")])
-        await workflow.wait_condition(lambda: False)
-
-
-@workflow.defn
-class StartingParent:
-    @workflow.run
-    async def run(self, children: int) -> None:
-        for first in range(0, children, BATCH):
-            await asyncio.gather(
-                *(
-                    workflow.start_child_workflow(
-                        WaitingChild.run,
-                        n,
-                        id=f"floor-child-{n}",
-                        parent_close_policy=ParentClosePolicy.ABANDON,
-                    )
-                    for n in range(first, min(children, first + BATCH))
-                )
-            )
 
 
 async def main(children: int) -> None:

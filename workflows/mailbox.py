@@ -8,7 +8,12 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    WorkflowAlreadyStartedError,
+)
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
@@ -125,7 +130,8 @@ class MailboxWorkflow:
                     summary="watch the inbox (IMAP IDLE)",
                 )
             except ActivityError as err:
-                self._give_up_watch(f"stopped: {_cause(err)}")
+                if not isinstance(err.cause, CancelledError):  # else ended by this loop
+                    self._give_up_watch(f"stopped: {_cause(err)}")
                 return
             if not result.offered:
                 self._give_up_watch("not offered by the IMAP server; polling only")

@@ -3,6 +3,7 @@ cause, an activity's described failure one line too; tracebacks only at DEBUG.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -56,6 +57,35 @@ def test_a_described_activity_failure_is_one_line_and_its_traceback_debug(
     assert warning.getMessage() == (
         "send_auto_reply for contact-support-abc failed (attempt 2): Smtp: "
         "support: smtp 127.0.0.1:25: 550 no such user"
+    )
+
+
+def test_a_try_cut_short_is_one_line_too(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("temporalio.activity")
+    one_line = OneLineFailures()
+    logger.addFilter(one_line)
+    caplog.set_level(logging.WARNING, logger="temporalio.activity")
+    try:
+        try:
+            raise asyncio.CancelledError("Activity cancelled")
+        except asyncio.CancelledError:
+            logger.warning(
+                "Completing activity as failed ({'activity_type': 'send_auto_reply'})",
+                exc_info=True,
+                extra={
+                    "temporal_activity": {
+                        "activity_type": "send_auto_reply",
+                        "workflow_id": "contact-support-abc",
+                        "attempt": 1,
+                    }
+                },
+            )
+    finally:
+        logger.removeFilter(one_line)
+    (warning,) = caplog.records
+    assert warning.exc_info is None and "Traceback" not in caplog.text
+    assert warning.getMessage().startswith(
+        "send_auto_reply for contact-support-abc was cut short (attempt 1): past its time limit,"
     )
 
 
