@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import imaplib
 import os
-import platform
 import shutil
 import socket
 import sys
@@ -32,7 +31,8 @@ from ace_email.mail.imap_pool import ImapPool
 from ace_email.operations.registry import sync
 from benchmarks.dev_server import start_dev_server
 from benchmarks.intake import SUPPORT, mail_servers, plain_script
-from tests.support import CUSTOMER, PASSWORD, MailStack, account_settings, make_message
+from benchmarks.machine import TUNED_SERVER, bench_account, machine_line, servers_named
+from tests.support import CUSTOMER, PASSWORD, MailStack, make_message
 from worker import ACTIVITY_THREADS, build_worker
 
 BASELINE_EMAILS = 500
@@ -87,15 +87,8 @@ async def main(emails: int, company: bool) -> None:
             began_fill = time.monotonic()
             await asyncio.to_thread(fill, stack, SUPPORT, emails, "backlog")
             fill_seconds = time.monotonic() - began_fill
-            settings = account_settings(
-                name="backlog",
-                stack=stack,
-                temporal_address=env.client.service_client.config.target_host,
-                namespace="default",
-                task_queue="ace-email-backlog-bench",
-                poll_interval=2,
-                account_extra={"auto_reply_period_hours": 0, "auto_reply_cap_per_hour": 100_000},
-            )
+            address = env.client.service_client.config.target_host
+            settings = bench_account(stack, address, "backlog", poll_interval=2)
             pool = ImapPool(settings)
             worker_peak = server_peak = 0.0
             with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
@@ -117,12 +110,7 @@ async def main(emails: int, company: bool) -> None:
     finally:
         await env.shutdown()
         shutil.rmtree(directory, ignore_errors=True)
-    servers = "Dovecot + Postfix" if company else "the embedded mail server"
-    print(
-        f"machine: {platform.machine()}, {platform.system()} {platform.release()}, "
-        f"{os.cpu_count()} cores, python {platform.python_version()}; {servers}; Temporal dev "
-        "server in memory, tuned as in dev.py run; worker in this process"
-    )
+    print(machine_line(servers_named(company), TUNED_SERVER, "worker in this process"))
     print(
         f"baseline, a plain script (fetch, SMTP reply, move) on {BASELINE_EMAILS} emails: "
         f"{BASELINE_EMAILS / raw_seconds:,.1f} emails/s"

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import shutil
 import smtplib
 import sys
@@ -41,9 +39,10 @@ from ace_email.exiting import run_then_exit
 from ace_email.mail.imap_pool import ImapPool
 from ace_email.operations.registry import sync
 from benchmarks.dev_server import start_dev_server
+from benchmarks.machine import TUNED_SERVER, bench_account, machine_line, servers_named
 from devtools.companymail import stack as companymail
 from devtools.localmail import LocalMailServer, MailServerThread, MailUser
-from tests.support import CUSTOMER, PASSWORD, MailStack, account_settings, free_port, make_message
+from tests.support import CUSTOMER, PASSWORD, MailStack, free_port, make_message
 from worker import ACTIVITY_THREADS, build_worker
 
 SUPPORT = "support@example.com"
@@ -102,16 +101,8 @@ async def main(emails: int, company: bool) -> None:
         async with mail_servers(company, directory) as stack:
             fill(stack, emails, "baseline")
             raw_seconds = await asyncio.to_thread(plain_script, stack, emails)
-            settings = account_settings(
-                name="bench",
-                stack=stack,
-                temporal_address=env.client.service_client.config.target_host,
-                namespace="default",
-                task_queue="ace-email-intake-bench",
-                poll_interval=0.5,
-                # One sender, every email answered, however many.
-                account_extra={"auto_reply_period_hours": 0, "auto_reply_cap_per_hour": 100_000},
-            )
+            address = env.client.service_client.config.target_host
+            settings = bench_account(stack, address, "bench", poll_interval=0.5)
             fill(stack, emails, "ace-email")
             pool = ImapPool(settings)
             with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
@@ -126,12 +117,7 @@ async def main(emails: int, company: bool) -> None:
         await env.shutdown()
         shutil.rmtree(directory, ignore_errors=True)
     raw_rate, rate = emails / raw_seconds, emails / pipeline_seconds
-    servers = "Dovecot + Postfix" if company else "the embedded mail server"
-    print(
-        f"machine: {platform.machine()}, {platform.system()} {platform.release()}, "
-        f"{os.cpu_count()} cores, python {platform.python_version()}; {servers}; Temporal dev "
-        "server in memory, tuned as in dev.py run; worker in this process"
-    )
+    print(machine_line(servers_named(company), TUNED_SERVER, "worker in this process"))
     print(f"baseline, a plain script (fetch, SMTP reply, move): {raw_rate:,.1f} emails/s")
     print(
         f"ace-email, {emails} emails waiting -> all queued with replies sent: {rate:,.1f} "

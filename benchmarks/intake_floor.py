@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from temporalio.worker import Worker
 from ace_email.exiting import run_then_exit
 from benchmarks.dev_server import start_dev_server
 from benchmarks.floor_workflows import BATCH, StartingParent, WaitingChild
+from benchmarks.machine import TUNED_SERVER, machine_line
 from worker import SHARED_SANDBOX
 
 
@@ -49,11 +48,7 @@ async def main(children: int) -> None:
             seconds = time.monotonic() - began
     finally:
         await env.shutdown()
-    print(
-        f"machine: {platform.machine()}, {platform.system()} {platform.release()}, "
-        f"{os.cpu_count()} cores, python {platform.python_version()}; Temporal dev server in "
-        "memory, tuned as in dev.py run; worker in this process"
-    )
+    print(machine_line(TUNED_SERVER, "worker in this process"))
     print(
         f"{children} trivial child workflows started by one parent, {BATCH} at a time, until "
         "every one waits: "

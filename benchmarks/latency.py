@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -40,7 +38,8 @@ from ace_email.mail.imap_pool import ImapPool
 from ace_email.operations.registry import sync
 from benchmarks.dev_server import start_dev_server
 from benchmarks.intake import SUPPORT, mail_servers
-from tests.support import CUSTOMER, PASSWORD, MailStack, account_settings, make_message
+from benchmarks.machine import TUNED_SERVER, bench_account, machine_line, servers_named
+from tests.support import CUSTOMER, PASSWORD, MailStack, make_message
 from worker import ACTIVITY_THREADS, build_worker
 
 
@@ -102,16 +101,8 @@ async def through_ace_email(
 ) -> tuple[list[float], int, int]:
     """Latencies through a worker for one account (IDLE on or off), replies, Sent copies."""
     name = f"bench{'idle' if idle else 'poll'}"
-    settings = account_settings(
-        name=name,
-        stack=stack,
-        temporal_address=env.client.service_client.config.target_host,
-        namespace="default",
-        task_queue=f"ace-email-bench-{name}",
-        poll_interval=poll_interval,
-        imap_extra={"idle": idle},
-        account_extra={"auto_reply_period_hours": 0},  # every email answered: one sender
-    )
+    address = env.client.service_client.config.target_host
+    settings = bench_account(stack, address, name, poll_interval, imap_extra={"idle": idle})
     pool = ImapPool(settings)
     replies_before = await stack.count(CUSTOMER)
     sent_before = await stack.count(SUPPORT, "Sent")
@@ -156,11 +147,7 @@ async def main(emails: int, poll_interval: float, company: bool, idle_too: bool)
     finally:
         await env.shutdown()
         shutil.rmtree(directory, ignore_errors=True)
-    servers = "Dovecot + Postfix" if company else "the embedded mail server"
-    print(
-        f"machine: {platform.machine()}, {platform.system()} {platform.release()}, "
-        f"{os.cpu_count()} cores, python {platform.python_version()}; {servers}"
-    )
+    print(machine_line(servers_named(company), TUNED_SERVER))
     print(f"one email every 0.5 s; poll interval {poll_interval:g} s")
     print("\n".join(results))
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -36,7 +34,8 @@ from ace_email.operations.registry import sync
 from benchmarks.backlog import fill
 from benchmarks.dev_server import start_dev_server
 from benchmarks.intake import SUPPORT, mail_servers, plain_script
-from tests.support import MailStack, account_settings, write_config
+from benchmarks.machine import TUNED_SERVER, bench_account, machine_line, servers_named
+from tests.support import MailStack, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,14 +56,8 @@ async def one_round(
     client: Client, stack: MailStack, emails: int, workers: int, directory: Path
 ) -> float:
     name = f"scale{workers}"
-    settings = account_settings(
-        name=name,
-        stack=stack,
-        temporal_address=client.service_client.config.target_host,
-        namespace="default",
-        task_queue=f"ace-email-scale-{workers}",
-        poll_interval=0.5,
-        account_extra={"auto_reply_period_hours": 0, "auto_reply_cap_per_hour": 100_000},
+    settings = bench_account(
+        stack, client.service_client.config.target_host, name, poll_interval=0.5
     )
     config = write_config(directory / f"{name}.toml", settings)
     await asyncio.to_thread(fill, stack, SUPPORT, emails, name)
@@ -110,12 +103,7 @@ async def main(emails: int, company: bool) -> None:
     finally:
         await env.shutdown()
         shutil.rmtree(directory, ignore_errors=True)
-    servers = "Dovecot + Postfix" if company else "the embedded mail server"
-    print(
-        f"machine: {platform.machine()}, {platform.system()} {platform.release()}, "
-        f"{os.cpu_count()} cores, python {platform.python_version()}; {servers}; Temporal dev "
-        "server in memory, tuned as in dev.py run; worker.py processes"
-    )
+    print(machine_line(servers_named(company), TUNED_SERVER, "worker.py processes"))
     print(f"baseline, a plain script (fetch, SMTP reply, move): {raw_rate:,.1f} emails/s")
     for workers, rate in rates.items():
         print(
