@@ -42,9 +42,7 @@ from activities.mail_faults import mail_faults
 class OutboundActivities:
     """Outgoing mail for the contact workflow."""
 
-    def __init__(
-        self, settings: Settings, pool: ImapPool, ledger: ReplyLedger | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, pool: ImapPool, ledger: ReplyLedger) -> None:
         self._settings = settings
         self._pool = pool
         self._ledger = ledger
@@ -109,8 +107,6 @@ class OutboundActivities:
         refused is still looked for in Sent: an earlier try may have sent it long ago."""
         if request.reservation is None:
             return None
-        if self._ledger is None:
-            raise RuntimeError("send_auto_reply: this worker has no reply ledger")
         reserved = await self._ledger.reserve(request.reservation)
         return None if reserved.allowed else reserved.reason
 

@@ -108,7 +108,17 @@ def _headline(
     )
     if assess is None:
         return headline
-    analysis, routing = assess(fetched.raw, ref)
+    try:
+        analysis, routing = assess(fetched.raw, ref)
+    except Exception as exc:  # one odd message must not stop the poll: its claim analyses it
+        log.warning(
+            "%s: uid %s in %r could not be analysed at the poll (%s); its contact will",
+            account,
+            fetched.uid,
+            folder,
+            type(exc).__name__,
+        )
+        return headline
     return headline.model_copy(update={"analysis": analysis, "routing": routing})
 
 

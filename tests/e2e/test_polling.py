@@ -6,6 +6,7 @@ from typing import Any
 
 from ace_email.config.settings import Settings
 from ace_email.contracts.mailbox import MailboxCursor, PollRequest
+from ace_email.contracts.message import Analysis, MessageRef, Routing
 from ace_email.mail.imap import Fetched, ImapSession
 from ace_email.mail.imap_pool import ImapPool
 from ace_email.mail.intake import poll
@@ -62,3 +63,29 @@ async def test_an_email_listed_but_not_fetched_is_handed_over_on_the_next_poll(
             assert second.cursor.last_uid == uids[2]
     finally:
         pool.close_all()
+
+
+async def test_a_message_the_poll_cannot_analyse_is_handed_over_for_its_claim_to_analyse(
+    mail: MailStack, settings: Settings
+) -> None:
+    for n in range(2):
+        await mail.send(make_message(f"Question {n}", f"Email {n}."))
+    account = settings.accounts[0]
+    request = PollRequest(
+        account=account.name, folder=account.imap.folder, cursor=MailboxCursor(), analyse=True
+    )
+
+    def breaks_on_the_first(raw: bytes, ref: MessageRef) -> tuple[Analysis, Routing | None]:
+        if b"Question 0" in raw:
+            raise RuntimeError("analysis bug")
+        return Analysis(size=len(raw)), None
+
+    pool = ImapPool(settings)
+    try:
+        with pool.session(account.name) as session:
+            result = poll(session, request, breaks_on_the_first)
+    finally:
+        pool.close_all()
+    assert len(result.messages) == 2
+    assert [m.analysis is None for m in result.messages] == [True, False]
+    assert result.cursor.last_uid == result.messages[-1].ref.uid
