@@ -107,6 +107,7 @@ def build_worker(
             outbound.deliver_to_agent,
             outbound.send_reply,
             ledger.reserve_auto_reply,
+            ledger.suppress_addresses,
             follow_ups.find_follow_up,
             routing.enqueue,
             routing.dispatch,

@@ -1,6 +1,7 @@
 """Reserving an automatic reply in the account's ledger (an update-with-start on Temporal):
 as an activity of its own (contacts begun before the reply activity reserved), and as the
-`ReplyLedger` the reply activity asks before it sends."""
+`ReplyLedger` the reply activity asks before it sends; and telling it of addresses that
+bounced hard."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ace_email.contracts.ledger import (
     ReserveReplyBatch,
     ReserveReplyRequest,
     ReserveReplyResult,
+    SuppressRequest,
 )
 from ace_email.temporal.calls import RPC_TIMEOUT, busy_retried
 from activities.batching import Batcher
@@ -79,14 +81,7 @@ class ReplyLedger:
         account = requests[0].account
 
         async def ask() -> ReserveReplyAnswers:
-            start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
-                "AutoReplyLedgerWorkflow",
-                LedgerInput(account=account),
-                id=ids.ledger_workflow_id(account),
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                task_queue=self._task_queue,
-                static_summary=f"Automatic-reply limits of account {account}",
-            )
+            start = self._start(account)
             answers: ReserveReplyAnswers = await self._client.execute_update_with_start_workflow(
                 "reserve_many",
                 ReserveReplyBatch(requests=requests),
@@ -97,6 +92,32 @@ class ReplyLedger:
             return answers
 
         return (await busy_retried(ask, patience=BUSY_RETRY_SECONDS)).results
+
+    async def suppress(self, request: SuppressRequest) -> int:
+        """Tell the account's ledger, starting it if need be, of addresses that bounced hard.
+        Safe to repeat: a suppression already known is kept (or extended)."""
+
+        async def ask() -> int:
+            result: int = await self._client.execute_update_with_start_workflow(
+                "suppress",
+                request,
+                result_type=int,
+                start_workflow_operation=self._start(request.account),
+                rpc_timeout=RPC_TIMEOUT,
+            )
+            return result
+
+        return await busy_retried(ask, patience=BUSY_RETRY_SECONDS)
+
+    def _start(self, account: str) -> WithStartWorkflowOperation[Any, Any]:
+        return WithStartWorkflowOperation(
+            "AutoReplyLedgerWorkflow",
+            LedgerInput(account=account),
+            id=ids.ledger_workflow_id(account),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            task_queue=self._task_queue,
+            static_summary=f"Automatic-reply limits of account {account}",
+        )
 
 
 class LedgerActivities:
@@ -110,3 +131,8 @@ class LedgerActivities:
     async def reserve_auto_reply(self, request: ReserveReplyRequest) -> ReserveReplyResult:
         """Ask the ledger, starting it if it is not running."""
         return await self._ledger.reserve(request)
+
+    @activity.defn
+    async def suppress_addresses(self, request: SuppressRequest) -> int:
+        """Addresses that bounced hard get no automatic reply for a while: the ledger knows."""
+        return await self._ledger.suppress(request)

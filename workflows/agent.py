@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         DispatchOutcome,
         Held,
         HeldCheck,
+        MailAlarm,
         PersonalWait,
         Presence,
         PresenceRequest,
@@ -56,6 +57,7 @@ class AgentWorkflow:
         self._presence = agent.presence
         self._presence_since = agent.presence_since
         self._idle_since = agent.idle_since
+        self._alarm = agent.alarm
         self._held: dict[str, Held] = {h.contact_id: h for h in agent.held}
         self._personal: list[PersonalWait] = list(agent.personal)
         self._seq = agent.seq
@@ -98,7 +100,22 @@ class AgentWorkflow:
             if request.presence is Presence.READY:
                 self._idle_since = now
             self._changed_view()
+        if request.presence is Presence.READY:
+            self._alarm = None
         return self.status()
+
+    @workflow.signal
+    def mail_bounced(self, alarm: MailAlarm) -> None:
+        """Mail delivered to the agent's own address bounced: the agent cannot get contacts
+        by mail, so they are set not-ready (an operator alarm) until they are ready again."""
+        self._alarm = (
+            f"mail to {alarm.address} bounced ({alarm.detail}; contact {alarm.contact_id}); "
+            "set not-ready until the address works"
+        )
+        if self._presence is not Presence.NOT_READY:
+            self._presence = Presence.NOT_READY
+            self._presence_since = workflow.now()
+        self._changed_view()
 
     @workflow.update
     def reserve(self, reservation: Reservation) -> ReservationAnswer:
@@ -183,6 +200,7 @@ class AgentWorkflow:
             queues=self._policy.queues,
             held=held,
             personal=self._personal,
+            alarm=self._alarm,
         )
 
     def _refusal(self, reservation: Reservation) -> str | None:
@@ -315,6 +333,7 @@ class AgentWorkflow:
             max_load=self._max_load,
             contacts_taken=self._taken,
             reconcile_every_seconds=self._reconcile_every.total_seconds(),
+            alarm=self._alarm,
         )
 
     def _publish(self) -> None:

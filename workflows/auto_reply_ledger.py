@@ -3,9 +3,11 @@
 Every automatic reply is reserved here first, through the `reserve` update: at most one per
 sender per period, at most a capped number per hour for the account. Updates are handled one
 at a time in arrival order, so twenty emails from one sender in the same second get one reply.
-A grant is remembered by contact id, so a retried reservation gets the same answer. The state
-is small (entries expire after the period) and travels through continue-as-new; a ledger with
-nothing left to remember ends, and the next reservation starts it again.
+A grant is remembered by contact id, so a retried reservation gets the same answer. An address
+that bounced hard is suppressed (`suppress`) for the account's `bounce_suppress_days`: no
+automatic reply goes to it meanwhile. The state is small (entries expire after the period,
+suppressions at their end) and travels through continue-as-new; a ledger with nothing left to
+remember ends, and the next reservation or suppression starts it again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
         ReserveReplyBatch,
         ReserveReplyRequest,
         ReserveReplyResult,
+        Suppression,
+        SuppressRequest,
     )
 
 
@@ -31,6 +35,7 @@ class AutoReplyLedgerWorkflow:
     def __init__(self, ledger: LedgerInput) -> None:
         self._account = ledger.account
         self._entries: list[LedgerEntry] = list(ledger.entries)
+        self._suppressed: dict[str, Suppression] = {s.address: s for s in ledger.suppressed}
         self._updates = 0
         self._updates_per_run = ledger.updates_per_run
 
@@ -48,9 +53,9 @@ class AutoReplyLedgerWorkflow:
                 )
             except TimeoutError:
                 self._prune(workflow.now())
-                if not self._entries:
+                if not self._remembers():
                     await workflow.wait_condition(workflow.all_handlers_finished)
-                    if not self._entries:
+                    if not self._remembers():
                         return
                 continue
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -59,6 +64,7 @@ class AutoReplyLedgerWorkflow:
                 LedgerInput(
                     account=self._account,
                     entries=self._entries,
+                    suppressed=list(self._suppressed.values()),
                     updates_per_run=self._updates_per_run,
                 )
             )
@@ -75,6 +81,19 @@ class AutoReplyLedgerWorkflow:
         self._updates += 1
         return ReserveReplyAnswers(results=[self._reserve(r) for r in batch.requests])
 
+    @workflow.update
+    def suppress(self, request: SuppressRequest) -> int:
+        """Spare addresses that bounced hard automatic replies until each one's `until`; a
+        later bounce extends it. Answers how many addresses are suppressed now."""
+        self._updates += 1
+        for suppression in request.suppressions:
+            address = suppression.address.lower()
+            known = self._suppressed.get(address)
+            if known is None or known.until < suppression.until:
+                self._suppressed[address] = suppression.model_copy(update={"address": address})
+        self._prune(workflow.now())
+        return len(self._suppressed)
+
     def _reserve(self, request: ReserveReplyRequest) -> ReserveReplyResult:
         now = workflow.now()
         for entry in self._entries:
@@ -82,6 +101,15 @@ class AutoReplyLedgerWorkflow:
                 return ReserveReplyResult(allowed=True, reason="reserved")
         self._prune(now)
         sender = request.sender.lower()
+        suppressed = self._suppressed.get(sender)
+        if suppressed is not None:
+            return ReserveReplyResult(
+                allowed=False,
+                reason=(
+                    f"not sent: {sender} is undeliverable until {suppressed.until:%Y-%m-%d} "
+                    f"({suppressed.reason})"
+                ),
+            )
         for entry in self._entries:
             if entry.sender == sender and now - entry.at < request.per_sender_period:
                 return ReserveReplyResult(
@@ -115,14 +143,24 @@ class AutoReplyLedgerWorkflow:
     def entries(self) -> list[LedgerEntry]:
         return self._entries
 
+    @workflow.query
+    def suppressed(self) -> list[Suppression]:
+        return list(self._suppressed.values())
+
+    def _remembers(self) -> bool:
+        return bool(self._entries or self._suppressed)
+
     def _prune(self, now: datetime) -> None:
         self._entries = [e for e in self._entries if now - e.at < e.keep_for]
+        if self._suppressed:
+            self._suppressed = {a: s for a, s in self._suppressed.items() if s.until > now}
 
     def _next_expiry(self) -> timedelta:
-        if not self._entries:
+        ends = [e.at + e.keep_for for e in self._entries]
+        ends += [s.until for s in self._suppressed.values()]
+        if not ends:
             return timedelta(minutes=10)
-        soonest = min(e.at + e.keep_for for e in self._entries)
-        return max(soonest - workflow.now(), timedelta(seconds=1))
+        return max(min(ends) - workflow.now(), timedelta(seconds=1))
 
 
 def _span(period: timedelta) -> str:

@@ -55,6 +55,12 @@ class AccountSettings(Section):
     follow_up_days: float = Field(
         default=30.0, ge=0, description="a contact delivered to an agent takes follow-ups this long"
     )
+    bounce_suppress_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="an address that bounced hard gets no automatic reply this long; 0: never "
+        "suppressed",
+    )
     max_message_mb: float = Field(default=40.0, gt=0)
     imap: ImapSettings
     smtp: SmtpSettings

@@ -324,6 +324,7 @@ class Settings(BaseSettings):
             auto_reply_period_hours=account.auto_reply_period_hours,
             auto_reply_cap_per_hour=account.auto_reply_cap_per_hour,
             follow_up_days=account.follow_up_days,
+            bounce_suppress_days=account.bounce_suppress_days,
         )
 
 

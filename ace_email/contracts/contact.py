@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ace_email.contracts.base import Channel, Model
 from ace_email.contracts.mailbox import AccountPolicy
-from ace_email.contracts.message import Analysis, MessageRef, Routing
+from ace_email.contracts.message import Analysis, Bounce, BounceRecipient, MessageRef, Routing
 
 
 class ContactStatus(StrEnum):
@@ -85,6 +85,27 @@ class FollowUpTarget(Model):
     matched_by: str = ""
 
 
+class BounceNote(Model):
+    """A delivery report on a message a contact sent: its automatic reply, an agent's reply
+    from the built-in interface, or the delivery to an agent's own mailbox."""
+
+    contact_id: str = Field(description="the contact the report itself became")
+    message_id: str = Field(description="the Message-ID of our message it reports on")
+    sent_as: str = Field(description="autoreply, reply, delivery, forward or workitem")
+    kind: str = Field(description="bounce, delay, feedback or delivered")
+    recipients: list[BounceRecipient] = []
+    hard: bool = False
+    received_at: datetime | None = None
+
+
+class Undeliverable(Model):
+    """An address that bounced hard: no automatic reply goes to it until `until`."""
+
+    address: str
+    until: datetime
+    reason: str
+
+
 class FollowUp(Model):
     """Signal to an open contact: another email of its thread has arrived."""
 
@@ -94,6 +115,9 @@ class FollowUp(Model):
     subject: str = ""
     automatic: bool = False
     received_at: datetime | None = None
+    bounce: BounceNote | None = Field(
+        default=None, description="set when the email reports on a message this contact sent"
+    )
 
 
 class FollowUpNote(Model):
@@ -124,6 +148,18 @@ class ReplyNote(Model):
 
     message_id: str
     to: str
+    at: datetime
+    sent: bool = True
+
+
+class ForwardNote(Model):
+    """The contact's email sent on to an outside address: forwarded (a new message with the
+    original attached and a note) or redirected (resent unchanged)."""
+
+    message_id: str
+    to: str
+    mode: str = Field(description="forward or redirect")
+    by: str = Field(default="", description="who asked for it")
     at: datetime
     sent: bool = True
 
@@ -179,6 +215,23 @@ class ContactState(Model):
     closed_at: datetime | None = None
     replies: list[ReplyNote] = []
     released: QuarantineRelease | None = None
+    data: dict[str, str] = Field(default={}, description="values the account's patterns found")
+    categories: list[str] = Field(default=[], description="keyword categories that matched")
+    bounce: Bounce | None = Field(
+        default=None, description="what this email reports, when it is a delivery report"
+    )
+    bounce_of: str | None = Field(
+        default=None, description="the contact whose message this delivery report is about"
+    )
+    bounces: list[BounceNote] = Field(
+        default=[], description="delivery reports on the messages this contact sent"
+    )
+    undeliverable: list[Undeliverable] = Field(
+        default=[], description="the customer's addresses that bounced hard"
+    )
+    forwards: list[ForwardNote] = Field(
+        default=[], description="forwards and redirects of its email to outside addresses"
+    )
 
 
 class RouteRequest(Model):
@@ -229,6 +282,17 @@ class ReplyRequest(Model):
     message_id: str
     to: str
     close: bool = False
+
+
+class ForwardRequest(Model):
+    """Send the contact's email on to an outside address. A forward's message (note and
+    original attached) waits in the outbox by its Message-ID, as a reply does; a redirect is
+    built from the original when it is sent."""
+
+    mode: str = Field(pattern="^(forward|redirect)$")
+    to: str
+    message_id: str
+    by: str = ""
 
 
 class CommandResult(Model):

@@ -56,6 +56,12 @@ def work_item_message_id(account: str, key: str, return_address: str) -> str:
     return f"<ace.{key[:32]}.workitem.{account}@{mail_domain(return_address)}>"
 
 
+def forward_message_id(account: str, key: str, mode: str, digest: str, return_address: str) -> str:
+    """A forward (its Message-ID) or a redirect (its Resent-Message-ID) of a contact's email:
+    the same request (mode, address, note) for the same contact is one message."""
+    return f"<ace.{key[:32]}.{mode}.{digest[:16]}.{account}@{mail_domain(return_address)}>"
+
+
 def ledger_workflow_id(account: str) -> str:
     return f"autoreply-ledger-{account}"
 
@@ -73,10 +79,30 @@ def contact_key(contact_id: str, account: str) -> str:
     return contact_id.removeprefix(f"contact-{account}-")
 
 
+_SENT_AS = {
+    "autoreply": "autoreply",
+    "resent": "delivery",
+    "reply": "reply",
+    "workitem": "workitem",
+    "forward": "forward",
+    "redirect": "forward",
+}
+
+
 def contact_of_own_message_id(message_id: str, account: str) -> str | None:
-    """The contact whose automatic reply, delivery or built-in reply this account sent under
-    `message_id`."""
-    kinds = r"(?:autoreply|resent\..+|reply\.[0-9a-f]+|workitem)"
+    """The contact whose automatic reply, delivery, built-in reply or forward this account
+    sent under `message_id`."""
+    own = own_message(message_id, account)
+    return own[0] if own else None
+
+
+def own_message(message_id: str, account: str) -> tuple[str, str] | None:
+    """(contact id, what it was sent as: autoreply, delivery, reply, workitem or forward) of a
+    Message-ID this account gave one of its own messages; None for any other."""
+    kinds = r"(autoreply|resent\..+|reply\.[0-9a-f]+|workitem|(?:forward|redirect)\.[0-9a-f]+)"
     pattern = rf"<ace\.([0-9a-f]{{20,64}})\.{kinds}\.{re.escape(account)}@[^>]*>"
-    match = re.fullmatch(pattern, message_id)
-    return contact_workflow_id(account, match.group(1)) if match else None
+    match = re.fullmatch(pattern, message_id.strip())
+    if match is None:
+        return None
+    sent_as = _SENT_AS[match.group(2).partition(".")[0]]
+    return contact_workflow_id(account, match.group(1)), sent_as

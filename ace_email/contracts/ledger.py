@@ -18,9 +18,18 @@ class LedgerEntry(Model):
     keep_for: timedelta
 
 
+class Suppression(Model):
+    """An address that bounced hard: no automatic reply goes to it until `until`."""
+
+    address: str
+    until: datetime
+    reason: str = Field(description="the bounce: status, reason and the contact it came to")
+
+
 class LedgerInput(Model):
     account: str
     entries: list[LedgerEntry] = []
+    suppressed: list[Suppression] = []
     updates_per_run: int = Field(default=1000, description="continue-as-new after this many")
 
 
@@ -30,6 +39,13 @@ class ReserveReplyRequest(Model):
     sender: str
     per_sender_period: timedelta = timedelta(hours=24)
     cap_per_hour: int = 100
+
+
+class SuppressRequest(Model):
+    """Addresses that bounced hard, to be spared automatic replies for a while."""
+
+    account: str
+    suppressions: list[Suppression]
 
 
 class ReserveReplyResult(Model):

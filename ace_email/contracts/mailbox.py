@@ -45,6 +45,9 @@ class AccountPolicy(Model):
     follow_up_days: float = Field(
         default=30.0, description="a delivered contact takes follow-ups for this long"
     )
+    bounce_suppress_days: float = Field(
+        default=30.0, description="an address that bounced hard gets no automatic reply this long"
+    )
 
 
 class WatchRequest(Model):

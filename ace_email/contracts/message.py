@@ -4,6 +4,7 @@ analysis makes, and the route the account's rules choose for it."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
@@ -36,6 +37,55 @@ class Attachment(Model):
     size: int = 0
 
 
+BounceKind = Literal["bounce", "delay", "feedback", "delivered"]
+
+
+class BounceRecipient(Model):
+    """One recipient of a delivery-status or feedback report, and what became of it."""
+
+    address: str = ""
+    status: str | None = Field(default=None, description='RFC 3463 status, e.g. "5.1.1"')
+    reply_code: int | None = Field(default=None, description="SMTP reply code, e.g. 550")
+    reason: str = Field(
+        default="undefined",
+        description="Sisimai's reason vocabulary: userunknown, mailboxfull, ..., undefined; "
+        "feedback for an ARF report, delivered for a success notice",
+    )
+    hard: bool = Field(default=False, description="retrying this address cannot help")
+    diagnostic: str = Field(default="", description="the server's words, one line, bounded")
+
+    def describe(self) -> str:
+        """E.g. "hard bounce 5.1.1 userunknown"."""
+        kind = "hard bounce" if self.hard else "soft bounce"
+        return " ".join(part for part in (kind, self.status, self.reason) if part)
+
+
+class Bounce(Model):
+    """What a delivery-status notification, a bounce or a feedback report says."""
+
+    kind: BounceKind
+    original_message_id: str | None = Field(
+        default=None, description="the Message-ID of the message it reports on, if named"
+    )
+    recipients: list[BounceRecipient] = []
+    feedback_type: str | None = Field(default=None, description="an ARF report's type: abuse, ...")
+    reporting_mta: str | None = None
+
+    @property
+    def hard(self) -> bool:
+        """Some recipient can never be reached at this address."""
+        return self.kind == "bounce" and any(r.hard for r in self.recipients)
+
+    def summary(self) -> str:
+        """One line for people: "bounce: a@b.example hard bounce 5.1.1 userunknown"."""
+        shown = self.recipients[:3]
+        listed = "; ".join(
+            f"{r.address} {r.describe() if self.kind == 'bounce' else r.reason}" for r in shown
+        )
+        more = f" (+{len(self.recipients) - 3} more)" if len(self.recipients) > 3 else ""
+        return f"{self.kind}: {listed or 'no recipient named'}{more}"
+
+
 class Analysis(Model):
     """A small summary of one email; never the body itself."""
 
@@ -62,6 +112,16 @@ class Analysis(Model):
     )
     rule: str | None = Field(default=None, description="the rule that matched, or 'default'")
     category: str | None = None
+    bounce: Bounce | None = Field(
+        default=None, description="what a bounce, delay, success or feedback report says"
+    )
+    data: dict[str, str] = Field(
+        default={}, description="values the account's patterns extracted: order_id, ..."
+    )
+    categories: list[str] = Field(default=[], description="keyword categories that matched")
+    matched_words: dict[str, list[str]] = Field(
+        default={}, description="per category, the words that made it match"
+    )
     problems: list[str] = []
     quarantine_reason: str | None = None
 

@@ -38,6 +38,17 @@ DELIVERIES = Metric(
     "Contacts given to an agent: external (to the agent's mailbox) or built-in",
     ("mode",),
 )
+DELIVERY_REPORTS = Metric(
+    "ace_delivery_reports",
+    "Delivery reports on the account's own mail, by kind (bounce, delay, feedback, delivered) "
+    "and what it was sent as (autoreply, reply, delivery, forward)",
+    ("account", "kind", "sent_as"),
+)
+AGENT_MAIL_BOUNCES = Metric(
+    "ace_agent_mail_bounces",
+    "Deliveries to an agent's own mailbox that bounced: the agent was set not-ready",
+    ("account",),
+)
 CONTACTS_CLOSED = Metric("ace_contacts_closed", "Contacts that ended, by final status", ("status",))
 MAIL_ERRORS = Metric(
     "ace_mail_errors",

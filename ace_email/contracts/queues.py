@@ -237,10 +237,19 @@ class AgentInput(Model):
     reconcile_every_seconds: float = Field(
         default=300.0, description="how often it checks that the contacts it holds are open"
     )
+    alarm: str | None = None
 
 
 class PresenceRequest(Model):
     presence: Presence
+
+
+class MailAlarm(Model):
+    """To an agent: mail delivered to your own address bounced; you are set not-ready."""
+
+    contact_id: str
+    address: str
+    detail: str = Field(description="the report's status and reason")
 
 
 class AgentStatus(Model):
@@ -262,6 +271,9 @@ class AgentStatus(Model):
     queues: list[str] = []
     held: list[Held] = []
     personal: list[PersonalWait] = []
+    alarm: str | None = Field(
+        default=None, description="why the agent was set not-ready by ace-email, until ready again"
+    )
 
 
 class HeldCheck(Model):

@@ -3,7 +3,8 @@
 They are also how ace-email finds an open contact for a follow-up (reference, Message-ID,
 sender), so every one of them is registered by `starter.py sync`. A namespace on SQL
 visibility (the dev server among them) takes at most ten keyword attributes: agents show
-their presence in `AceStatus` rather than in an eleventh.
+their presence in `AceStatus` rather than in an eleventh, and a contact's extracted values
+are a keyword list (`AceData`, "key=value" each).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ CATEGORY = SearchAttributeKey.for_keyword("AceCategory")
 PRIORITY = SearchAttributeKey.for_int("AcePriority")
 MAILBOX_HEALTH = SearchAttributeKey.for_keyword("AceMailboxHealth")
 CHANNEL = SearchAttributeKey.for_keyword("AceChannel")
+DATA = SearchAttributeKey.for_keyword_list("AceData")
 PRESENCE = STATUS
 
 ALL = (
@@ -42,7 +44,16 @@ ALL = (
     PRIORITY,
     MAILBOX_HEALTH,
     CHANNEL,
+    DATA,
 )
+
+DATA_KEYWORDS = 20
+
+
+def data_keywords(data: dict[str, str]) -> list[str]:
+    """A contact's extracted values as `AceData` keywords, e.g. "order_id=12345": findable
+    with `AceData = "order_id=12345"` in the Web UI or `starter.py contacts --query`."""
+    return [f"{key}={value}"[:200] for key, value in list(data.items())[:DATA_KEYWORDS]]
 
 
 def new_contact(
@@ -69,4 +80,6 @@ def new_contact(
         pairs.append(SearchAttributePair(PRIORITY, routing.priority))
         if routing.category:
             pairs.append(SearchAttributePair(CATEGORY, routing.category))
+    if analysis is not None and analysis.data:
+        pairs.append(SearchAttributePair(DATA, data_keywords(analysis.data)))
     return TypedSearchAttributes(pairs)

@@ -197,6 +197,7 @@ def describe_agent(row: dict[str, Any]) -> str:
         f"{where}"
         + (f", {personal} waiting in person" if personal else "")
         + (f", skills {', '.join(row['skills'])}" if row["skills"] else "")
+        + (f"\n{'':<12} ALARM: {row['alarm']}" if row.get("alarm") else "")
     )
 
 

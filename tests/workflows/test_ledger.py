@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from ace_email.contracts.ledger import LedgerInput, ReserveReplyBatch, ReserveReplyRequest
+from ace_email.contracts.ledger import (
+    LedgerInput,
+    ReserveReplyBatch,
+    ReserveReplyRequest,
+    Suppression,
+    SuppressRequest,
+)
 from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
 
 PERIOD = timedelta(seconds=2)
@@ -88,3 +94,34 @@ async def test_many_reservations_in_one_update_are_answered_in_order(client: Cli
         assert "(contact c1)" in answers.results[1].reason
         single = await reserve(client, handle.id, "c2", "carla@example.org")
         assert single.startswith("not sent:"), "one ledger, whichever update asked"
+
+
+async def test_an_address_that_bounced_hard_gets_no_automatic_reply_until_its_time_is_up(
+    client: Client,
+) -> None:
+    queue = f"ledger-suppress-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[AutoReplyLedgerWorkflow]):
+        handle = await client.start_workflow(
+            AutoReplyLedgerWorkflow.run,
+            LedgerInput(account="support", updates_per_run=2),
+            id=f"ledger-{queue}",
+            task_queue=queue,
+        )
+        until = datetime.now(UTC) + timedelta(seconds=3)
+        dead = Suppression(
+            address="Gone@Example.org", until=until, reason="hard bounce 5.1.1 userunknown"
+        )
+        request = SuppressRequest(account="support", suppressions=[dead])
+        assert await handle.execute_update(AutoReplyLedgerWorkflow.suppress, request) == 1
+        assert await handle.execute_update(AutoReplyLedgerWorkflow.suppress, request) == 1
+        refused = await reserve(client, handle.id, "c1", "gone@example.org")
+        assert refused == (
+            f"not sent: gone@example.org is undeliverable until {until:%Y-%m-%d} "
+            "(hard bounce 5.1.1 userunknown)"
+        )
+        kept = await handle.query(AutoReplyLedgerWorkflow.suppressed)
+        assert [s.address for s in kept] == ["gone@example.org"], "through continue-as-new"
+        assert await reserve(client, handle.id, "c2", "alive@example.org") == "allowed"
+        await asyncio.sleep(3.5)
+        assert await reserve(client, handle.id, "c3", "gone@example.org") == "allowed"
+        assert await handle.query(AutoReplyLedgerWorkflow.suppressed) == []

@@ -90,6 +90,16 @@ def details(state: ContactState) -> str:
         )
     if state.auto_reply:
         text += f"\n\nAutomatic reply: {state.auto_reply}"
+    if state.data:
+        text += "\n\nData: " + ", ".join(f"{k}={v}" for k, v in state.data.items())
+    if state.bounce is not None:
+        about = f" about contact {state.bounce_of}" if state.bounce_of else ""
+        text += f"\n\nDelivery report{about}: {state.bounce.summary()}"
+    for note in state.bounces[-3:]:
+        listed = "; ".join(f"{r.address} {r.describe()}" for r in note.recipients[:3])
+        text += f"\n\nIts {note.sent_as} got a {note.kind} report: {listed} ({note.contact_id})"
+    for dead in state.undeliverable:
+        text += f"\n\nUndeliverable: {dead.address} until {dead.until:%Y-%m-%d} ({dead.reason})"
     if state.last_error:
         text += f"\n\nLast error: {state.last_error}"
     return text

@@ -27,12 +27,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contact.base import (
         ALL_FOLLOW_UPS_MOVE_PATCH,
         FOLLOW_UPS_MOVE_PATCH,
-        ContactBase,
         failure,
     )
+from workflows.contact.bounces import BounceReports
 
 
-class FollowUps(ContactBase):
+class FollowUps(BounceReports):
     """A contact's thread: joining, passing on, moving and settling its messages."""
 
     async def _join_open_contact(self, analysis: Analysis) -> bool:
@@ -40,9 +40,12 @@ class FollowUps(ContactBase):
 
         A running contact is signalled and takes the email over. A contact delivered to an
         agent and ended gets this email delivered to the same agent from here. Automatic mail
-        is archived and only recorded: it never changes a contact's state.
+        is archived and only recorded: it never changes a contact's state. A delivery report
+        on one of the account's own messages joins the contact that sent it.
         """
         thread = [*analysis.references, *([analysis.in_reply_to] if analysis.in_reply_to else [])]
+        if self._bounce_note is not None:
+            thread.insert(0, self._bounce_note.message_id)
         if not (analysis.reference or thread):
             return False
         query = FollowUpQuery(
@@ -64,6 +67,10 @@ class FollowUps(ContactBase):
         return False
 
     async def _join(self, target: FollowUpTarget, analysis: Analysis) -> bool:
+        automatic = analysis.automatic or analysis.bounce is not None
+        note = self._bounce_note
+        if note is not None and target.contact_id != self._state.bounce_of:
+            note = None  # found through the thread, not as the report's subject
         if target.running:
             try:
                 await workflow.get_external_workflow_handle(target.contact_id).signal(
@@ -73,15 +80,16 @@ class FollowUps(ContactBase):
                         ref=self._ref,
                         sender=self._state.sender,
                         subject=analysis.subject,
-                        automatic=analysis.automatic,
+                        automatic=automatic,
                         received_at=self._state.received_at,
+                        bounce=note,
                     ),
                 )
             except Exception:  # it ended since it was found: look again
                 return False
-            if analysis.automatic:
+            if automatic:
                 await self._archive_own_message()
-        elif analysis.automatic or target.agent_id is None or target.agent_email is None:
+        elif automatic or target.agent_id is None or target.agent_email is None:
             await self._archive_own_message()
         else:
             delivered = await self._deliver_message(

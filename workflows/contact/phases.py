@@ -12,6 +12,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from ace_email.contracts.contact import (
         AssignRequest,
+        BounceNote,
         CommandResult,
         OfferAnswer,
         OverflowNotice,
@@ -118,6 +119,14 @@ class Reply(Command):
 
     phases: ClassVar[tuple[Phase, ...]] = (Phase.WITH_AGENT,)
     request: ReplyRequest
+
+
+@dataclass
+class DeliveryBounced(Command):
+    """The delivery to the agent's own mailbox bounced: back to the queue, the agent alarmed."""
+
+    phases: ClassVar[tuple[Phase, ...]] = (Phase.WITH_AGENT,)
+    note: BounceNote
 
 
 @dataclass

@@ -12,11 +12,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from ace_email.contracts import ids
+    from ace_email.contracts import ids, metrics
     from ace_email.contracts import search_attributes as sa
     from ace_email.contracts.base import Channel
     from ace_email.contracts.contact import (
         AssignRequest,
+        BounceNote,
         CommandResult,
         ContactStatus,
         OverflowNotice,
@@ -30,7 +31,14 @@ with workflow.unsafe.imports_passed_through():
         SendReplyRequest,
     )
     from ace_email.contracts.message import Routing
-    from ace_email.contracts.queues import PersonalWait, Release, Reservation, Waiting, Withdrawal
+    from ace_email.contracts.queues import (
+        MailAlarm,
+        PersonalWait,
+        Release,
+        Reservation,
+        Waiting,
+        Withdrawal,
+    )
     from ace_email.decisions.matching import DeliveryMode, delivery_mode
     from activities.mailbox import MailboxActivities
     from activities.outbound import OutboundActivities
@@ -51,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         Close,
         Command,
         Decline,
+        DeliveryBounced,
         Overflow,
         Phase,
         Reply,
@@ -59,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         Transfer,
     )
     from workflows.messaging import signal_if_running
+    from workflows.metrics import count
 from workflows.contact.follow_ups import FollowUps
 
 ONE_SECOND = timedelta(seconds=1)
@@ -129,6 +139,9 @@ class RoutedLife(FollowUps):
                 case Requeue():
                     await self._leave()
                     await self._enter_queue(self._state.queue, entered_at=self._entered_at)
+                case DeliveryBounced(note=note):
+                    if problem := await self._delivery_bounced(note):
+                        command.refusal = problem
                 case Overflow(notice=notice):
                     await self._overflow(notice)
                 case Reply(request=reply):
@@ -142,6 +155,39 @@ class RoutedLife(FollowUps):
                 detail=self._state.last_error or "",
             )
         command.done = True
+
+    async def _delivery_bounced(self, note: BounceNote) -> str | None:
+        """The agent's own mailbox refused the contact: an operator alarm. The agent is set
+        not-ready and passed over; the contact goes back to its queue, in its old place."""
+        agent = self._agent
+        if agent is None or self._state.status is not ContactStatus.DELIVERED:
+            return f"contact {self._state.id} is not in an agent's own mailbox now"
+        if f".resent.{agent.id}." not in note.message_id:
+            return f"the bounced delivery went to another agent than {agent.id}"
+        failed = next((r for r in note.recipients if r.address), None)
+        address = failed.address if failed else (agent.email or "")
+        detail = failed.describe() if failed else "bounce"
+        workflow.logger.error(
+            "ALARM %s: delivery of %s to agent %s at %s bounced (%s); the agent is set "
+            "not-ready and the contact goes back to queue %s",
+            self._policy.name,
+            self._state.id,
+            agent.id,
+            address,
+            detail,
+            self._state.queue,
+        )
+        count(metrics.AGENT_MAIL_BOUNCES, account=self._policy.name)
+        await signal_if_running(
+            ids.agent_workflow_id(agent.id),
+            "mail_bounced",
+            MailAlarm(contact_id=self._state.id, address=address, detail=detail),
+        )
+        if agent.id not in self._state.excluded_agents:
+            self._state.excluded_agents = [*self._state.excluded_agents, agent.id]
+        await self._leave()
+        await self._enter_queue(self._state.queue, entered_at=self._entered_at)
+        return None
 
     async def _enter_queue(self, queue: str, *, entered_at: datetime | None) -> None:
         """Wait in `queue`; `entered_at` kept from before returns it to its old place."""

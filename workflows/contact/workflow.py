@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from ace_email.contracts.contact import (
         AssignRequest,
         AssignResult,
+        BounceNote,
         CommandResult,
         ContactInput,
         ContactState,
@@ -62,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         Close,
         Command,
         Decline,
+        DeliveryBounced,
         Overflow,
         Phase,
         Reply,
@@ -118,6 +120,7 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
         self._accepted_route: tuple[str, int] | None = None
         self._deadline: datetime | None = None
         self._commands: deque[Command] = deque()
+        self._bounce_note: BounceNote | None = None
         # Analysed by the poll (begun since ANALYSED_AT_POLL_PATCH, as its input shows): the
         # claim is a local activity that only moves the message, the start carried the search
         # attributes, and the routing, rules and ledger paths are taken without their patches.
@@ -158,6 +161,9 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
         if analysis.quarantine_reason:
             self._set_status(ContactStatus.QUARANTINED)
             return await self._finish()
+        if analysis.bounce is not None and self._channel is Channel.EMAIL:
+            self._read_report(analysis)
+            await self._suppress_bounced()
         if (
             self._rules_era
             and self._channel is Channel.EMAIL
@@ -203,6 +209,8 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
         )
         notes = [*self._state.follow_ups, note][-FOLLOW_UPS_SHOWN:]
         self._state.follow_ups = notes
+        if follow_up.bounce is not None and self._record_bounce(follow_up.bounce):
+            self._commands.append(DeliveryBounced(follow_up.bounce))
         if not follow_up.automatic:
             self._follow_ups.append(follow_up)
 
@@ -418,6 +426,7 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
         state.automatic, state.automatic_reasons = analysis.automatic, analysis.automatic_reasons
         state.quarantine_reason = analysis.quarantine_reason
         state.message = self._ref
+        state.data, state.categories = dict(analysis.data), list(analysis.categories)
         work_item = self._work_item
         state.reply_to = work_item.reply_to if work_item is not None else analysis.reply_address
         attributes: list[SearchAttributeUpdate[Any]] = [
@@ -436,5 +445,7 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
             ]
             if routing.category:
                 attributes.append(sa.CATEGORY.value_set(routing.category))
+        if analysis.data:
+            attributes.append(sa.DATA.value_set(sa.data_keywords(analysis.data)))
         if self._rules_era and not self._analysed_at_poll:  # else set at its start
             workflow.upsert_search_attributes(attributes)
