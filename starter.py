@@ -41,6 +41,10 @@
     starter.py inbox AGENT [--json]        the agent's contacts
     starter.py show CONTACT [--json]       the message: headers, text, attachments
     starter.py reply CONTACT --body-file F [--close | --keep-open]
+    starter.py forward CONTACT --to ADDR [--note-file F] [--by NAME]
+                                           a new message, the note and the original attached
+    starter.py redirect CONTACT --to ADDR [--by NAME]
+                                           the original resent unchanged (Resent-* fields)
 
 Exit status 0 on success; 1 with one line on stderr for an unknown contact, account, agent or
 queue, a refused request, or a Temporal that refuses the connection (client certificate, CA, API
@@ -71,6 +75,7 @@ from ace_email.operations import (
     agents_queues,
     contacts,
     desk,
+    forwarding,
     mailboxes,
     preview,
     quarantine,
@@ -78,6 +83,7 @@ from ace_email.operations import (
     workitems,
 )
 from ace_email.operations.common import Refused, contact_state
+from ace_email.operations.forwarding import Mode
 from ace_email.operations.workitems import WorkItemInvalid
 from ace_email.telemetry.logs import add_logging_arguments, configure_logging
 from ace_email.temporal.client import TemporalUnavailable, connect
@@ -186,6 +192,19 @@ def _parser() -> argparse.ArgumentParser:
     closing = replying.add_mutually_exclusive_group()
     closing.add_argument("--close", action="store_true", help="close the contact once sent")
     closing.add_argument("--keep-open", action="store_true", help="keep it open (the default)")
+    forwarding = commands.add_parser(
+        "forward", help="forward a contact's email to an outside address, with a note"
+    )
+    forwarding.add_argument("contact")
+    forwarding.add_argument("--to", required=True, help="the outside address")
+    forwarding.add_argument("--note-file", help="the note, a UTF-8 text file; - for stdin")
+    forwarding.add_argument("--by", default="", help="who forwards it (shown on the contact)")
+    redirecting = commands.add_parser(
+        "redirect", help="resend a contact's email unchanged to an outside address"
+    )
+    redirecting.add_argument("contact")
+    redirecting.add_argument("--to", required=True, help="the outside address")
+    redirecting.add_argument("--by", default="", help="who redirects it (shown on the contact)")
     return parser
 
 
@@ -348,6 +367,15 @@ async def _reply(args: argparse.Namespace, client: Client, settings: Settings) -
     return contacts.describe_result(result)
 
 
+async def _send_on(args: argparse.Namespace, client: Client, settings: Settings) -> str:
+    mode: Mode = "forward" if args.command == "forward" else "redirect"
+    note = _read_text(args.note_file) if getattr(args, "note_file", None) else ""
+    result = await forwarding.send_on(
+        client, settings, args.contact, args.to, mode=mode, note=note, by=args.by
+    )
+    return contacts.describe_result(result)
+
+
 COMMANDS: dict[str, Command] = {
     "sync": _sync,
     "list": _list,
@@ -368,6 +396,8 @@ COMMANDS: dict[str, Command] = {
     "inbox": _inbox,
     "show": _show,
     "reply": _reply,
+    "forward": _send_on,
+    "redirect": _send_on,
 }
 
 

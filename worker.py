@@ -106,6 +106,7 @@ def build_worker(
             outbound.send_auto_reply,
             outbound.deliver_to_agent,
             outbound.send_reply,
+            outbound.redirect_message,
             ledger.reserve_auto_reply,
             ledger.suppress_addresses,
             follow_ups.find_follow_up,

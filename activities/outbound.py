@@ -1,5 +1,6 @@
-"""SMTP activities: the automatic reply, delivery to an agent's own address, and a reply from
-the built-in interface. Thin wrappers over ace_email.mail and ace_email.compose.
+"""SMTP activities: the automatic reply, delivery to an agent's own address, a reply from the
+built-in interface, and a redirect to an outside address. Thin wrappers over ace_email.mail
+and ace_email.compose.
 
 They are async (aiosmtplib); the IMAP bookkeeping around each send (the Sent folder and the
 archive folder are the records of what left) runs on a thread, on the pooled sessions. Each
@@ -29,12 +30,20 @@ from ace_email.contracts.mail_work import (
     AutoReplyResult,
     DeliverRequest,
     DeliverResult,
+    RedirectRequest,
     ReplyResult,
     SendReplyRequest,
 )
 from ace_email.mail.imap_pool import ImapPool
 from ace_email.mail.smtp import send, smtp_connection
-from ace_email.mail.store import find_for_delivery, in_folder, move, original_text, outbox_draft
+from ace_email.mail.store import (
+    find_for_delivery,
+    in_folder,
+    locate,
+    move,
+    original_text,
+    outbox_draft,
+)
 from activities.auto_reply_ledger import ReplyLedger
 from activities.mail_faults import mail_faults
 
@@ -83,6 +92,7 @@ class OutboundActivities:
                         message_id=message_id,
                         in_reply_to=request.original_message_id,
                         references=request.original_references,
+                        data=request.data,
                     ),
                     date=datetime.now(UTC),
                     original_text=original,
@@ -180,6 +190,52 @@ class OutboundActivities:
             )
             await asyncio.to_thread(session.move, draft[0], policy.sent_folder)
         return ReplyResult(message_id=request.message_id, sent=True)
+
+
+    @activity.defn
+    @mail_faults()
+    async def redirect_message(self, request: RedirectRequest) -> ReplyResult:
+        """Resend the contact's email unchanged to an outside address, under Resent-* fields,
+        and file that copy in the Sent folder: the record, checked first, so it goes once."""
+        policy = request.policy
+        if request.channel is not Channel.EMAIL:
+            raise ApplicationError(
+                f"{policy.name}: contact {request.contact_id} is a {request.channel.value} "
+                "contact; it never leaves the built-in interface",
+                type="NotDeliverable",
+                non_retryable=True,
+            )
+        resent_id = request.resent_message_id
+        account = self._settings.account(policy.name)
+        async with (
+            _one_try_at_a_time(resent_id),
+            smtp_connection(account) as smtp,
+            self._pool.lease(policy.name) as session,
+        ):
+            sent = policy.sent_folder
+            if await asyncio.to_thread(in_folder, session, sent, resent_id, "Resent-Message-ID"):
+                return ReplyResult(message_id=resent_id, sent=False)
+            folders = [request.ref.folder, policy.processing_folder, policy.archive_folder]
+            found = await asyncio.to_thread(locate, session, request.ref, folders)
+            if found is None:
+                raise ApplicationError(
+                    f"{policy.name}: the email of contact {request.contact_id} is no longer on "
+                    "the mail server; it cannot be redirected",
+                    type="MessageMissing",
+                    non_retryable=True,
+                )
+            raw = build_resent(
+                found[1],
+                resent_from=policy.return_address,
+                resent_to=request.to,
+                resent_message_id=resent_id,
+                contact_id=request.contact_id,
+                date=datetime.now(UTC),
+            )
+            _still_in_time(account)
+            await send(smtp, account, sender=policy.return_address, recipient=request.to, raw=raw)
+            await asyncio.to_thread(session.append, sent, raw)
+        return ReplyResult(message_id=resent_id, sent=True)
 
 
 _send_locks: dict[str, asyncio.Lock] = {}

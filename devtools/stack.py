@@ -28,7 +28,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributeIndexedValueType
 
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings, load_settings
@@ -108,8 +107,7 @@ def start_temporal(
     if codec_endpoint:
         command += ["--ui-codec-endpoint", codec_endpoint]
     for key in sa.ALL:
-        kind = "Int" if key.indexed_value_type == SearchAttributeIndexedValueType.INT else "Keyword"
-        command += ["--search-attribute", f"{key.name}={kind}"]
+        command += ["--search-attribute", f"{key.name}={sa.type_name(key)}"]
     with (data_dir / "temporal.log").open("ab") as log_file:
         return subprocess.Popen(
             command,

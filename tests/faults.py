@@ -19,7 +19,6 @@ from typing import Any
 import aiosmtplib
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from temporalio.client import Client
-from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from ace_email.contracts import search_attributes as sa
@@ -79,12 +78,7 @@ class TemporalDevServer:
             *TEMPORAL_ARGS,
         ]
         for key in sa.ALL:
-            kind = (
-                "Int"
-                if key.indexed_value_type == SearchAttributeIndexedValueType.INT
-                else "Keyword"
-            )
-            command += ["--search-attribute", f"{key.name}={kind}"]
+            command += ["--search-attribute", f"{key.name}={sa.type_name(key)}"]
         return command
 
     async def start(self, timeout: float = 60.0) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, Policy
 from email.utils import format_datetime
 
 from ace_email.contracts.ids import LOOP_TOKEN
@@ -19,6 +19,11 @@ _INTERNATIONAL_ADDRESS = re.compile(r'[^\s"(),:;<>@\[\]\\]+@[^\s"(),:;<>@\[\]\\]
 # cte_type 7bit: the stdlib picks 7bit, quoted-printable or base64 for each body part.
 _POLICY = SMTP.clone(cte_type="7bit")
 _UTF8_POLICY = SMTP.clone(cte_type="7bit", utf8=True)
+
+
+def policy_for(*addresses: str) -> Policy:
+    """SMTPUTF8 headers where an address is internationalised (RFC 6531), else plain ASCII."""
+    return _POLICY if all(a.isascii() for a in addresses) else _UTF8_POLICY
 
 
 def one_line(text: str, limit: int = 200) -> str:
@@ -184,8 +189,7 @@ def _reply(
     to_name: str = "",
 ) -> EmailMessage:
     """The header of a reply: one sender, one recipient, `Re: subject [#REF]`, threaded."""
-    international = not (from_address.isascii() and to_address.isascii())
-    message = EmailMessage(policy=_UTF8_POLICY if international else _POLICY)
+    message = EmailMessage(policy=policy_for(from_address, to_address))
     message["From"] = mailbox(from_address, from_name, "From")
     message["To"] = mailbox(to_address, to_name, "To")
     message["Subject"] = auto_reply_subject(subject, reference)
@@ -211,8 +215,7 @@ def build_work_item(
 ) -> bytes:
     """A work item's or social contact's document, kept in the account's work-item folder
     like an email in processing: the contact refers to it, its text never enters history."""
-    international = not (to_address.isascii() and (reply_to or "").isascii())
-    message = EmailMessage(policy=_UTF8_POLICY if international else _POLICY)
+    message = EmailMessage(policy=policy_for(to_address, reply_to or ""))
     if reply_to:
         message["From"] = mailbox(reply_to, sender_name, "reply-to")
     message["To"] = mailbox(to_address, "", "To")

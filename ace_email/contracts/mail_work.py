@@ -68,6 +68,9 @@ class AutoReplyRequest(Model):
     language: str | None = None
     queue: str = ""
     sender_name: str = ""
+    data: dict[str, str] = Field(
+        default={}, description="the contact's extracted data, for {{ data.NAME }} in templates"
+    )
     reservation: ReserveReplyRequest | None = Field(
         default=None, description="asked of the account's reply ledger before sending"
     )
@@ -99,6 +102,17 @@ class SendReplyRequest(Model):
     policy: AccountPolicy
     message_id: str
     to: str
+
+
+class RedirectRequest(Model):
+    """Resend a contact's email unchanged to an outside address, under Resent-* fields."""
+
+    contact_id: str
+    policy: AccountPolicy
+    ref: MessageRef
+    channel: Channel = Channel.EMAIL
+    to: str
+    resent_message_id: str
 
 
 class ReplyResult(Model):

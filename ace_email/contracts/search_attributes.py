@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributeIndexedValueType,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 
 from ace_email.contracts import ids
 from ace_email.contracts.base import Channel
@@ -48,6 +53,16 @@ ALL = (
 )
 
 DATA_KEYWORDS = 20
+
+
+def type_name(key: SearchAttributeKey[Any]) -> str:
+    """The attribute's type as `temporal server start-dev --search-attribute` spells it."""
+    kind = key.indexed_value_type
+    if kind == SearchAttributeIndexedValueType.INT:
+        return "Int"
+    if kind == SearchAttributeIndexedValueType.KEYWORD_LIST:
+        return "KeywordList"
+    return "Keyword"
 
 
 def data_keywords(data: dict[str, str]) -> list[str]:

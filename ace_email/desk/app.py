@@ -33,7 +33,7 @@ from ace_email.contracts.queues import Presence
 from ace_email.desk import html_body
 from ace_email.desk.auth import SignInLimiter, User, users, verify
 from ace_email.desk.snapshot import Snapshot
-from ace_email.operations import agents_queues, contacts, desk
+from ace_email.operations import agents_queues, contacts, desk, forwarding
 from ace_email.operations.common import Refused, contact_state
 
 HERE = Path(__file__).resolve().parent
@@ -273,6 +273,16 @@ def build_app(desk_state: Desk) -> Starlette:
                     state.id,
                     str(form.get("body", "")),
                     close=form.get("close") is not None,
+                )
+            elif action in ("forward", "redirect"):
+                await forwarding.send_on(
+                    d.client,
+                    d.settings,
+                    state.id,
+                    str(form.get("to", "")),
+                    mode="forward" if action == "forward" else "redirect",
+                    note=str(form.get("note", "")),
+                    by=user.id,
                 )
             else:
                 await _move(action, state, form)

@@ -93,10 +93,14 @@ def move(session: ImapSession, ref: MessageRef, folder: str) -> MessageRef:
     return found[0] if found else moved
 
 
-def in_folder(session: ImapSession, folder: str, message_id: str) -> bool:
+def in_folder(
+    session: ImapSession, folder: str, message_id: str, field: str = "Message-ID"
+) -> bool:
+    """Whether `folder` holds a message whose `field` (Message-ID, Resent-Message-ID) is
+    `message_id`: the record of a send."""
     quoted = quote_string(message_id)
     session.select(folder)
-    return bool(quoted and session.search(f"HEADER Message-ID {quoted}"))
+    return bool(quoted and session.search(f"HEADER {field} {quoted}"))
 
 
 def outbox_draft(session: ImapSession, folder: str, request: SendReplyRequest) -> tuple[int, bytes]:

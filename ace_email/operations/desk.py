@@ -104,7 +104,7 @@ async def message(
     state = await contact_state(client, contact_id)
     if state.message is None:
         raise Refused(f"contact {contact_id} has no message")
-    raw = await _fetch(settings, _account(settings, state), state.message, contact_id)
+    raw = await fetch_message(settings, account_of(settings, state), state.message, contact_id)
     return state, raw
 
 
@@ -127,8 +127,8 @@ async def reply(
         raise Refused("the reply is empty")
     if state.message is None:
         raise Refused(f"contact {contact_id} has no message to reply to")
-    account = _account(settings, state)
-    raw_original = await _fetch(settings, account, state.message, contact_id)
+    account = account_of(settings, state)
+    raw_original = await fetch_message(settings, account, state.message, contact_id)
     original = mime.analyse(raw_original, languages=None)
     threaded = state.channel is Channel.EMAIL
     key = ids.contact_key(contact_id, account.name)
@@ -148,7 +148,7 @@ async def reply(
         )
     except ValueError as exc:
         raise Refused(f"the reply cannot be written: {exc}") from None
-    await asyncio.to_thread(_to_outbox, settings, account, raw, message_id)
+    await asyncio.to_thread(to_outbox, settings, account, raw, message_id)
     request = ReplyRequest(message_id=message_id, to=state.reply_to, close=close)
     result: CommandResult = await contact_update(
         client, contact_id, "reply", request, CommandResult
@@ -156,14 +156,14 @@ async def reply(
     return result
 
 
-def _account(settings: Settings, state: ContactState) -> AccountSettings:
+def account_of(settings: Settings, state: ContactState) -> AccountSettings:
     try:
         return settings.account(state.account)
     except Exception as exc:
         raise Refused(str(exc)) from None
 
 
-async def _fetch(
+async def fetch_message(
     settings: Settings, account: AccountSettings, ref: MessageRef, contact_id: str
 ) -> bytes:
     imap = account.imap
@@ -193,9 +193,9 @@ async def _fetch(
     return raw
 
 
-def _to_outbox(settings: Settings, account: AccountSettings, raw: bytes, message_id: str) -> None:
-    """The reply in the outbox, once: a second run with the same text finds it there (or in
-    the Sent folder, already sent)."""
+def to_outbox(settings: Settings, account: AccountSettings, raw: bytes, message_id: str) -> None:
+    """A reply or forward in the outbox, once: a second run with the same text finds it there
+    (or in the Sent folder, already sent)."""
     quoted = quote_string(message_id)
     pool = ImapPool(settings)
     try:
@@ -206,7 +206,7 @@ def _to_outbox(settings: Settings, account: AccountSettings, raw: bytes, message
                     return
             session.append(account.imap.outbox_folder, raw)
     except ImapError as exc:
-        raise Refused(f"the reply could not be stored in the outbox: {exc}") from None
+        raise Refused(f"the message could not be stored in the outbox: {exc}") from None
     finally:
         pool.close_all()
 

@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
         AssignRequest,
         BounceNote,
         CommandResult,
+        ForwardRequest,
         OfferAnswer,
         OverflowNotice,
         ReplyRequest,
@@ -119,6 +120,13 @@ class Reply(Command):
 
     phases: ClassVar[tuple[Phase, ...]] = (Phase.WITH_AGENT,)
     request: ReplyRequest
+
+
+@dataclass
+class Forward(Command):
+    """Send the email on to an outside address: forwarded with a note, or redirected."""
+
+    request: ForwardRequest
 
 
 @dataclass

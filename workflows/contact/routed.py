@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         Command,
         Decline,
         DeliveryBounced,
+        Forward,
         Overflow,
         Phase,
         Reply,
@@ -70,11 +71,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messaging import signal_if_running
     from workflows.metrics import count
 from workflows.contact.follow_ups import FollowUps
+from workflows.contact.forwarding import Forwarding
 
 ONE_SECOND = timedelta(seconds=1)
 
 
-class RoutedLife(FollowUps):
+class RoutedLife(FollowUps, Forwarding):
     """Queue, agent, close: the contact's main loop and what each command does."""
 
     async def _routed_life(self, routing: Routing | None) -> None:
@@ -139,6 +141,9 @@ class RoutedLife(FollowUps):
                 case Requeue():
                     await self._leave()
                     await self._enter_queue(self._state.queue, entered_at=self._entered_at)
+                case Forward(request=forward):
+                    if problem := await self._send_on(forward):
+                        command.refusal = f"not sent on to {forward.to}: {problem}"
                 case DeliveryBounced(note=note):
                     if problem := await self._delivery_bounced(note):
                         command.refusal = problem

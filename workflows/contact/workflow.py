@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ContactStatus,
         FollowUp,
         FollowUpNote,
+        ForwardRequest,
         OfferAnswer,
         OverflowNotice,
         ReplyRequest,
@@ -64,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         Command,
         Decline,
         DeliveryBounced,
+        Forward,
         Overflow,
         Phase,
         Reply,
@@ -350,6 +352,22 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
             )
         if not request.to:
             raise ValueError(f"contact {self._state.id} has no address to reply to")
+
+    @workflow.update
+    async def forward(self, request: ForwardRequest) -> CommandResult:
+        """Send the email on to an outside address: forwarded with a note, or redirected."""
+        return await self._run_command(Forward(request))
+
+    @forward.validator
+    def _validate_forward(self, request: ForwardRequest) -> None:
+        if self._channel is not Channel.EMAIL:
+            raise ValueError(
+                f"contact {self._state.id} is a {self._channel.value} contact; it never leaves "
+                "the built-in interface, so it is neither delivered nor forwarded"
+            )
+        self._require(OPEN, "only an open contact can be forwarded or redirected")
+        if not request.to or not request.message_id:
+            raise ValueError(f"a {request.mode} of contact {self._state.id} needs an address")
 
     def _require(self, phases: tuple[Phase, ...], what: str) -> None:
         if self._state.status is ContactStatus.RECEIVED:
