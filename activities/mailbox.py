@@ -50,10 +50,13 @@ class MailboxActivities:
         if request.analyse:
             policy = self._settings.policy(account)
             languages = self._settings.analysis.languages
+            categories = self._settings.categories
             now = datetime.now(UTC)
 
             def assess(raw: bytes, ref: MessageRef) -> tuple[Analysis, Routing | None]:
-                return intake.assess(raw, ref, policy, account, languages, received_at=now)
+                return intake.assess(
+                    raw, ref, policy, account, languages, categories=categories, received_at=now
+                )
 
         with self._pool.session(request.account) as session:
             result = intake.poll(session, request, assess)
@@ -66,7 +69,13 @@ class MailboxActivities:
         account = self._settings.account(request.ref.account)
         try:
             with self._pool.session(request.ref.account) as session:
-                return intake.claim(session, request, account, self._settings.analysis.languages)
+                return intake.claim(
+                    session,
+                    request,
+                    account,
+                    self._settings.analysis.languages,
+                    self._settings.categories,
+                )
         except intake.MessageNotFound:
             _gone_for_sure(request.ref, "to claim")
             return ClaimResult(ref=None)

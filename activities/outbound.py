@@ -191,7 +191,6 @@ class OutboundActivities:
             await asyncio.to_thread(session.move, draft[0], policy.sent_folder)
         return ReplyResult(message_id=request.message_id, sent=True)
 
-
     @activity.defn
     @mail_faults()
     async def redirect_message(self, request: RedirectRequest) -> ReplyResult:

@@ -2,13 +2,15 @@
 
 The model (about 1 s to load) is read once per process, on first use; identifiers restricted
 to one language set share its tables and are built once per set. The unrestricted model has
-a veto: a text it finds to be in none of the wanted languages gets no language. Never raises.
+a veto: a text it finds to be in none of the wanted languages gets no language. Other evidence
+(words of a language's keyword categories, say) may tip a call the model is unsure of, or
+finds close, but never overrides a clear one. Never raises.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, cast
 
 DEFAULT_LANGUAGES = ("en", "sv", "de", "fr", "es", "da", "no", "fi", "nl", "it", "pt")
@@ -18,6 +20,9 @@ MIN_LETTERS = 3
 MIN_WANTED_MASS = 0.05
 # Enough text for a confident guess; more only costs time.
 TEXT_LIMIT = 4000
+# A language with evidence for it is chosen when the model's best guess is unsure, or leads it
+# by less than this probability.
+CLOSE_MARGIN = 0.3
 
 __all__ = ["DEFAULT_LANGUAGES", "detect_language", "supported_languages"]
 
@@ -114,6 +119,7 @@ def detect_language(
     languages: Sequence[str] = DEFAULT_LANGUAGES,
     *,
     min_confidence: float = 0.5,
+    evidence: Mapping[str, int] | None = None,
 ) -> str | None:
     """The ISO 639-1 code of the language `text` is written in, among `languages`.
 
@@ -122,6 +128,11 @@ def detect_language(
     None when the text has fewer than three letters, when the best guess's probability
     (among `languages` only) is below `min_confidence`, when the text looks written in a
     language not among `languages`, or when no code in `languages` is known to the model.
+
+    `evidence` counts, per language, words of `text` known to be of it (a category's keywords).
+    The language among `languages` with the most (ties: the likelier) is chosen when the best
+    guess is below `min_confidence` or leads it by less than `CLOSE_MARGIN`; the veto above
+    still holds.
     """
     try:
         sample = text[:TEXT_LIMIT]
@@ -130,8 +141,14 @@ def detect_language(
         identifier = _identifier(_normalise(languages))
         if identifier is None:
             return None
-        language, probability = identifier.classify(sample)
-        if probability < min_confidence:
+        if evidence:
+            ranked = [(str(code), float(p)) for code, p in identifier.rank(sample)]
+            language, probability = ranked[0]
+            tipped = _tipped(ranked, evidence, min_confidence)
+        else:
+            language, probability = identifier.classify(sample)
+            tipped = None
+        if tipped is None and probability < min_confidence:
             return None
         wanted = set(identifier.nb_classes)
         model = _model  # loaded by _identifier
@@ -139,6 +156,25 @@ def detect_language(
             return None
         if sum(p for code, p in model.rank(sample) if code in wanted) < MIN_WANTED_MASS:
             return None
-        return str(language)
+        return tipped or str(language)
     except Exception:
         return None
+
+
+def _tipped(
+    ranked: Sequence[tuple[str, float]], evidence: Mapping[str, int], min_confidence: float
+) -> str | None:
+    """The language the evidence tips an unsure or close call to; None if it does not."""
+    probability = dict(ranked)
+    counted = {
+        code: count
+        for code, count in ((_normalise([c])[0], n) for c, n in evidence.items())
+        if count > 0 and code in probability
+    }
+    if not counted:
+        return None
+    favoured = max(counted, key=lambda code: (counted[code], probability[code]))
+    best = ranked[0][1]
+    if best < min_confidence or best - probability[favoured] < CLOSE_MARGIN:
+        return favoured
+    return None

@@ -4,7 +4,7 @@ threaded to the customer's email, with the marks that keep replies from looping.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ace_email.compose.messages import build_auto_reply
@@ -24,6 +24,7 @@ class ReplyParts:
     message_id: str
     in_reply_to: str | None
     references: list[str]
+    data: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def compose_auto_reply(
         response_time=sender.response_time,
         account=sender.account,
         language=parts.language or "",
+        data=dict(parts.data),
     )
     quoted = original_text if template.quote != "none" else None
     rendered = render(template, parts.language, context, quoted, name=template_name)

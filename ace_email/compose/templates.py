@@ -4,6 +4,7 @@ A template has a plain-text source per language and, optionally, an HTML source;
 one, the HTML alternative is made from the rendered text. Sources are checked when the
 configuration is loaded: they must compile, use only the variables of `ReplyContext`, and
 render against sample contexts, so a broken template fails at start-up, not on a customer.
+The contact's extracted data is `{{ data.order_id }}`: a name without a value is empty.
 """
 
 from __future__ import annotations
@@ -53,11 +54,38 @@ class ReplyContext(BaseModel):
     response_time: str = Field(default="", description='e.g. "one working day"')
     account: str = ""
     language: str = Field(default="", description="the language the reply is written in")
+    data: dict[str, str] = Field(default={}, description="the contact's extracted data")
 
     @field_validator("*")
     @classmethod
-    def _one_line(cls, value: str) -> str:
-        return one_line(value, 998)
+    def _one_line(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): one_line(str(v), 998) for k, v in value.items()}
+        return one_line(value, 998) if isinstance(value, str) else value
+
+
+class TemplateData:
+    """`data` as a template sees it: `data.order_id` or `data["order_id"]`; a name the contact
+    has no value for is empty text, never an error."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._values.get(name, "")
+
+    def __getitem__(self, name: str) -> str:
+        return self._values.get(name, "")
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name}={value}" for name, value in self._values.items())
 
 
 VARIABLES: frozenset[str] = frozenset(ReplyContext.model_fields)
@@ -73,6 +101,7 @@ _SAMPLES = (
         response_time="one working day",
         account="support",
         language="en",
+        data={"order_id": "12345"},
     ),
     ReplyContext(reference="ABCD1234"),
 )
@@ -149,7 +178,9 @@ def _describe(exc: Exception) -> str:
 
 def _render_source(kind: Kind, source: str, context: ReplyContext, where: str) -> str:
     try:
-        return _compile(kind, source).render(context.model_dump())
+        variables = context.model_dump()
+        variables["data"] = TemplateData(context.data)
+        return _compile(kind, source).render(variables)
     except Exception as exc:
         raise TemplateError(f"{where}: {_describe(exc)}") from None
 

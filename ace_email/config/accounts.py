@@ -1,5 +1,5 @@
-"""One mailbox account: its addresses, its servers, its automatic replies, and the rules that
-route its mail."""
+"""One mailbox account: its addresses, its servers, its automatic replies, the patterns that
+extract contact data from its mail, and the rules that route it."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from ace_email.compose.auto_reply import ReplySender
 from ace_email.config.base import EmailAddress, Section
 from ace_email.config.mail_servers import ImapSettings, SmtpSettings
 from ace_email.contracts.message import Routing
+from ace_email.decisions.extraction import Patterns
 from ace_email.decisions.rules import (
     NO_TEMPLATE,
     Calendar,
+    Decision,
     MessageFacts,
     OfficeHours,
     RoutingDefaults,
     Rule,
     TimeZoneName,
-    evaluate,
+    decide,
     template_choice,
 )
 
@@ -40,6 +42,11 @@ class AccountSettings(Section):
     )
     timezone: TimeZoneName = "UTC"
     office_hours: OfficeHours | None = None
+    extract: Patterns = Field(
+        default={},
+        description="name -> regex over the subject, else the text, of every email: its first "
+        "group (or whole match) becomes the contact's data[name], before the rules",
+    )
     rules: list[Rule] = []
     response_time: str = Field(
         default="", max_length=200, description='told in automatic replies, e.g. "one working day"'
@@ -105,12 +112,18 @@ class AccountSettings(Section):
             auto_reply_template=template_choice(self.auto_reply_template),
         )
 
-    def routing(self, facts: MessageFacts) -> Routing:
-        """Where this account's rules send one email.
+    def decide(self, facts: MessageFacts) -> Decision:
+        """Where this account's rules send one email, and the data its matched rule extracts.
 
         With `auto_reply = false` no email gets an automatic reply, whatever the rules say.
         """
-        routing = evaluate(self.rules, self.routing_defaults, facts, self.calendar)
+        decision = decide(self.rules, self.routing_defaults, facts, self.calendar)
+        routing = decision.routing
         if not self.auto_reply and routing.auto_reply_template is not None:
-            return routing.model_copy(update={"auto_reply_template": None})
-        return routing
+            routing = routing.model_copy(update={"auto_reply_template": None})
+            return Decision(routing, decision.data)
+        return decision
+
+    def routing(self, facts: MessageFacts) -> Routing:
+        """Where this account's rules send one email (see `decide`)."""
+        return self.decide(facts).routing

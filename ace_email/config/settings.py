@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ace_email.analysis.keywords import Category, category_problems
 from ace_email.analysis.language import DEFAULT_LANGUAGES
 from ace_email.compose.templates import BUILTIN_TEMPLATES, TemplateError, TemplateSettings
 from ace_email.config.accounts import AccountSettings
@@ -31,6 +32,7 @@ from ace_email.config.temporal import IntakeSettings, TemporalSettings
 from ace_email.contracts.base import Channel
 from ace_email.contracts.mailbox import AccountPolicy
 from ace_email.contracts.queues import AgentInput, AgentPolicy, QueuePolicy
+from ace_email.decisions.extraction import pattern_problems
 from ace_email.decisions.rules import (
     NO_TEMPLATE,
     rule_problems,
@@ -64,6 +66,9 @@ class Settings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     intake: IntakeSettings = IntakeSettings()
     analysis: AnalysisSettings = AnalysisSettings()
+    categories: list[Category] = Field(
+        default=[], description="keyword categories, matched on every email in this order"
+    )
     templates: dict[str, TemplateSettings] = {}
     accounts: list[AccountSettings] = []
     agents: list[AgentSettings] = []
@@ -113,9 +118,11 @@ class Settings(BaseSettings):
     def _names_are_known(self) -> Self:
         queues = self.queue_names()
         templates = self.template_names()
-        problems: list[str] = []
+        categories = [c.name for c in self.categories]
+        problems = category_problems(self.categories, self.analysis.languages)
         for index, account in enumerate(self.accounts):
             where = f"accounts[{index}] ({account.name})"
+            problems += [f"{where}.{p}" for p in pattern_problems(account.extract, "extract")]
             template = account.auto_reply_template
             if template != NO_TEMPLATE and template not in templates:
                 problems.append(
@@ -128,6 +135,8 @@ class Settings(BaseSettings):
                     queues=queues,
                     templates=templates,
                     office_hours=account.office_hours is not None,
+                    data_names=list(account.extract),
+                    categories=categories,
                 )
             ]
         problems += self._routing_problems(queues)

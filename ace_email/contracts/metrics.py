@@ -117,6 +117,7 @@ _SUPPRESSED_REASONS = (
     ("one of our own addresses", "own_address"),
     ("got an automatic reply at", "per_sender"),
     ("automatic replies per hour", "hourly_cap"),
+    ("is undeliverable until", "undeliverable"),
     ("gets none", "channel"),
     ("failed:", "failed"),
 )

@@ -2,7 +2,8 @@
 
 A rule has conditions (`when`, all of which must hold) and actions (`then`). Evaluation is a
 pure function of the rules, the account's defaults and calendar, and facts about one email; it
-never reads the clock.
+never reads the clock. Conditions see the analysis as enriched before the rules (the account's
+extracted `data`, the keyword `categories`); a matched rule's own `extract` patterns add data.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, tzinfo
 from typing import Annotated, Any, Self
@@ -19,6 +20,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ace_email.contracts.message import Address, Analysis, Routing
+from ace_email.decisions.extraction import (
+    Patterns,
+    condition_problems,
+    data_holds,
+    extract,
+    pattern_problems,
+)
 
 NO_TEMPLATE = "none"
 DEFAULT_RULE_NAME = "default"
@@ -270,6 +278,10 @@ class RuleWhen(RuleModel):
     office_hours: bool | None = None
     days: Weekdays | None = None
     time: Window | None = None
+    data: dict[str, str] | None = Field(
+        default=None, description='extracted name -> glob on its value; "*" = any value'
+    )
+    category: NonEmptyWords | None = Field(default=None, description="any keyword category")
 
     @model_validator(mode="after")
     def _sizes_in_order(self) -> Self:
@@ -312,6 +324,10 @@ class RuleWhen(RuleModel):
             return False
         if self.headers is not None and not _headers_match(self.headers, facts.headers):
             return False
+        if self.data is not None and not data_holds(self.data, analysis.data):
+            return False
+        if self.category is not None and not set(self.category) & set(analysis.categories):
+            return False
         return self.body is None or _regex(self.body).search(facts.body) is not None
 
 
@@ -350,6 +366,9 @@ class RuleThen(RuleModel):
     )
     category: str | None = Field(default=None, min_length=1)
     quarantine: str | None = Field(default=None, min_length=1, description="the reason")
+    extract: Patterns | None = Field(
+        default=None, description="name -> regex: data added when this rule matches"
+    )
 
 
 class Rule(RuleModel):
@@ -373,27 +392,60 @@ def template_choice(name: str | None) -> str | None:
     return None if name is None or name == NO_TEMPLATE else name
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What the rules made of one email: its routing, and the values the matched rule's
+    `extract` patterns found (they replace the account's values of the same names)."""
+
+    routing: Routing
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+def decide(
+    rules: Sequence[Rule],
+    defaults: RoutingDefaults,
+    facts: MessageFacts,
+    calendar: Calendar = UTC_CALENDAR,
+) -> Decision:
+    """The first matching rule's actions over the defaults, or the defaults as rule "default".
+
+    A rule that sets no `category` (and the defaults) take the first keyword category the
+    email is in, if any; a quarantine has none.
+    """
+    local = calendar.local(facts.received_at)
+    analysis = facts.analysis
+    category = analysis.categories[0] if analysis.categories else None
+    for index, rule in enumerate(rules):
+        if rule.when.matches(facts, local, calendar):
+            routing = _apply(rule.name or f"rules[{index}]", rule.then, defaults, category)
+            data = extract(rule.then.extract or {}, analysis.subject, facts.body)
+            return Decision(routing, data)
+    return Decision(
+        Routing(
+            rule=DEFAULT_RULE_NAME,
+            queue=defaults.queue,
+            priority=defaults.priority,
+            skills=list(defaults.skills),
+            category=category,
+            auto_reply_template=defaults.auto_reply_template,
+        )
+    )
+
+
 def evaluate(
     rules: Sequence[Rule],
     defaults: RoutingDefaults,
     facts: MessageFacts,
     calendar: Calendar = UTC_CALENDAR,
 ) -> Routing:
-    """The first matching rule's actions over the defaults, or the defaults as rule "default"."""
-    local = calendar.local(facts.received_at)
-    for index, rule in enumerate(rules):
-        if rule.when.matches(facts, local, calendar):
-            return _apply(rule.name or f"rules[{index}]", rule.then, defaults)
-    return Routing(
-        rule=DEFAULT_RULE_NAME,
-        queue=defaults.queue,
-        priority=defaults.priority,
-        skills=list(defaults.skills),
-        auto_reply_template=defaults.auto_reply_template,
-    )
+    """The routing `decide` chooses; its category is the rule's, else the first keyword
+    category the email is in."""
+    return decide(rules, defaults, facts, calendar).routing
 
 
-def _apply(name: str, then: RuleThen, defaults: RoutingDefaults) -> Routing:
+def _apply(
+    name: str, then: RuleThen, defaults: RoutingDefaults, category: str | None = None
+) -> Routing:
     if then.quarantine is not None:
         return Routing(
             rule=name,
@@ -408,7 +460,7 @@ def _apply(name: str, then: RuleThen, defaults: RoutingDefaults) -> Routing:
         queue=then.queue or defaults.queue,
         priority=defaults.priority if then.priority is None else then.priority,
         skills=list(defaults.skills if then.skills is None else then.skills),
-        category=then.category,
+        category=then.category or category,
         auto_reply_template=(
             defaults.auto_reply_template
             if then.auto_reply_template is None
@@ -423,11 +475,24 @@ def rule_problems(
     queues: Sequence[str],
     templates: Sequence[str],
     office_hours: bool,
+    data_names: Sequence[str] = (),
+    categories: Sequence[str] = (),
 ) -> list[str]:
-    """Faults that need the whole configuration, each as "rules[i].then.key: fault"."""
+    """Faults that need the whole configuration, each as "rules[i].then.key: fault".
+
+    `data_names` are the account's extract patterns (what `when.data` may ask for),
+    `categories` the keyword categories' names.
+    """
     problems: list[str] = []
     for index, rule in enumerate(rules):
         where = f"rules[{index}]"
+        if rule.when.data is not None:
+            problems += condition_problems(rule.when.data, f"{where}.when.data", data_names)
+        for name in rule.when.category or []:
+            if name not in categories:
+                problems.append(f"{where}.when.category: {unknown('category', name, categories)}")
+        if rule.then.extract is not None:
+            problems += pattern_problems(rule.then.extract, f"{where}.then.extract")
         if rule.when.office_hours is not None and not office_hours:
             problems.append(
                 f"{where}.when.office_hours: the account has no [accounts.office_hours]"

@@ -11,16 +11,18 @@ read and analysed by `claim`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from ace_email.analysis import mime
+from ace_email.analysis.keywords import Category
 from ace_email.config.accounts import AccountSettings
 from ace_email.contracts import ids
 from ace_email.contracts.mail_work import ClaimAnalysedRequest, ClaimRequest, ClaimResult
 from ace_email.contracts.mailbox import AccountPolicy, MailboxCursor, PollRequest, PollResult
 from ace_email.contracts.message import Analysis, MessageHeadline, MessageRef, Routing
-from ace_email.decisions.rules import MessageFacts
+from ace_email.decisions.enrichment import enrich, routed
+from ace_email.decisions.rules import Decision, MessageFacts
 from ace_email.mail.errors import ImapError, MailError
 from ace_email.mail.imap import Fetched, ImapSession
 from ace_email.mail.store import fetched_prefix, locate, move
@@ -129,30 +131,30 @@ def assess(
     account: AccountSettings,
     languages: list[str],
     *,
+    categories: Sequence[Category] = (),
     received_at: datetime | None = None,
     released: bool = False,
 ) -> tuple[Analysis, Routing | None]:
-    """One email analysed and routed by the account's rules; a quarantine reason where
-    analysis or a rule says so (never where an operator released it)."""
+    """One email analysed, enriched (the account's extracted data, the keyword `categories`
+    it is in) and routed by the account's rules; a quarantine reason where analysis or a rule
+    says so (never where an operator released it)."""
     analysis = _analyse(raw, ref, policy, languages)
     if released:  # an operator's word overrides analysis and rules
         analysis = analysis.model_copy(update={"quarantine_reason": None})
     if analysis.quarantine_reason is not None:
         return analysis, None
-    routing = _route(raw, analysis, account, received_at)
-    by_rule = routing.quarantine_reason if not released else None
-    analysis = analysis.model_copy(
-        update={
-            "rule": routing.rule,
-            "category": routing.category,
-            "quarantine_reason": f"rule '{routing.rule}': {by_rule}" if by_rule else None,
-        }
-    )
-    return analysis, routing
+    text = mime.body_text(raw)
+    analysis = _enrich(analysis, text, account, categories, languages)
+    decision = _route(raw, text, analysis, account, received_at)
+    return routed(analysis, decision, released=released), decision.routing
 
 
 def claim(
-    session: ImapSession, request: ClaimRequest, account: AccountSettings, languages: list[str]
+    session: ImapSession,
+    request: ClaimRequest,
+    account: AccountSettings,
+    languages: list[str],
+    categories: Sequence[Category] = (),
 ) -> ClaimResult:
     ref, policy = request.ref, request.policy
     found = locate(session, ref, [ref.folder, policy.processing_folder, policy.quarantine_folder])
@@ -167,6 +169,7 @@ def claim(
         policy,
         account,
         languages,
+        categories=categories,
         received_at=request.received_at,
         released=request.released,
     )
@@ -224,29 +227,53 @@ def _log_quarantined(ref: MessageRef, uid: int, reason: str | None, target: str)
         )
 
 
+def _enrich(
+    analysis: Analysis,
+    text: str,
+    account: AccountSettings,
+    categories: Sequence[Category],
+    languages: list[str],
+) -> Analysis:
+    """Extracted data and keyword categories; without them where they fail, never stuck."""
+    try:
+        return enrich(
+            analysis, text, patterns=account.extract, categories=categories, languages=languages
+        )
+    except Exception as exc:
+        log.exception("%s: data and categories of %s failed", account.name, analysis.message_id)
+        problems = [*analysis.problems, f"data and categories failed: {type(exc).__name__}"]
+        return analysis.model_copy(update={"problems": problems})
+
+
 def _route(
-    raw: bytes, analysis: Analysis, account: AccountSettings, received_at: datetime | None
-) -> Routing:
+    raw: bytes,
+    text: str,
+    analysis: Analysis,
+    account: AccountSettings,
+    received_at: datetime | None,
+) -> Decision:
     """The account's rules applied; a rule that cannot be evaluated routes to the default."""
     facts = MessageFacts(
         analysis=analysis,
         received_at=received_at or datetime.now(UTC),
-        body=mime.body_text(raw),
+        body=text,
         headers=mime.decoded_header_fields(raw),
         to=mime.header_addresses(raw, "To"),
         cc=mime.header_addresses(raw, "Cc"),
     )
     try:
-        return account.routing(facts)
+        return account.decide(facts)
     except Exception as exc:  # a rule bug must not wedge the contact: route by default
         log.exception("%s: rules failed on %s", account.name, analysis.message_id)
         defaults = account.routing_defaults
-        return Routing(
-            rule=f"default (rules failed: {type(exc).__name__})",
-            queue=defaults.queue,
-            priority=defaults.priority,
-            skills=list(defaults.skills),
-            auto_reply_template=defaults.auto_reply_template if account.auto_reply else None,
+        return Decision(
+            Routing(
+                rule=f"default (rules failed: {type(exc).__name__})",
+                queue=defaults.queue,
+                priority=defaults.priority,
+                skills=list(defaults.skills),
+                auto_reply_template=defaults.auto_reply_template if account.auto_reply else None,
+            )
         )
 
 

@@ -1,7 +1,8 @@
 """What ace-email would make of one email, without sending or creating anything.
 
-The same analysis, rules and templates as the worker, on a file: for trying a rule or a
-template before it goes live (`starter.py analyse FILE.eml`).
+The same analysis, extracted data, keyword categories, rules and templates as the worker, on
+a file: for trying a pattern, a category, a rule or a template before it goes live
+(`starter.py analyse FILE.eml`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.message import Analysis, Routing
 from ace_email.decisions.auto_reply import decide_auto_reply
+from ace_email.decisions.enrichment import enrich, routed
 from ace_email.decisions.rules import MessageFacts
 from ace_email.operations.common import Refused
 
@@ -53,24 +55,26 @@ def preview(
     reference = ids.contact_reference(key)
     routing: Routing | None = None
     if analysis.quarantine_reason is None:
-        routing = account.routing(
+        text = mime.body_text(raw)
+        analysis = enrich(
+            analysis,
+            text,
+            patterns=account.extract,
+            categories=settings.categories,
+            languages=settings.analysis.languages,
+        )
+        ruled = account.decide(
             MessageFacts(
                 analysis=analysis,
                 received_at=received_at,
-                body=mime.body_text(raw),
+                body=text,
                 headers=mime.decoded_header_fields(raw),
                 to=mime.header_addresses(raw, "To"),
                 cc=mime.header_addresses(raw, "Cc"),
             )
         )
-        reason = routing.quarantine_reason
-        analysis = analysis.model_copy(
-            update={
-                "rule": routing.rule,
-                "category": routing.category,
-                "quarantine_reason": f"rule '{routing.rule}': {reason}" if reason else None,
-            }
-        )
+        routing = ruled.routing
+        analysis = routed(analysis, ruled)
     hint = _follow_up_hint(analysis)
     if analysis.quarantine_reason:
         outcome, message = f"not sent: quarantined ({analysis.quarantine_reason})", None
@@ -96,6 +100,7 @@ def preview(
                     message_id=ids.auto_reply_message_id(account.name, key, account.reply_from),
                     in_reply_to=analysis.message_id,
                     references=analysis.references,
+                    data=analysis.data,
                 ),
                 date=received_at,
                 original_text=mime.body_text(raw),
@@ -162,6 +167,11 @@ def describe_preview(result: AnalysisPreview) -> str:
     ]
     if analysis.spam is not None:
         lines.append(f"spam:        {'yes' if analysis.spam else 'no'} ({analysis.spam_detail})")
+    if analysis.data:
+        data = ", ".join(f"{name}={value}" for name, value in analysis.data.items())
+        lines.append(f"data:        {data}")
+    if analysis.categories:
+        lines.append(f"categories:  {_categories(analysis)}")
     if result.follow_up_hint:
         lines.append(f"follow-up:   {result.follow_up_hint}")
     if analysis.quarantine_reason:
@@ -178,6 +188,14 @@ def describe_preview(result: AnalysisPreview) -> str:
     if result.auto_reply_message:
         lines += ["", "----- the automatic reply -----", *_readable(result.auto_reply_message)]
     return "\n".join(lines)
+
+
+def _categories(analysis: Analysis) -> str:
+    """E.g. "invoice (matched: invoice, payment), urgent (matched: asap)"."""
+    return ", ".join(
+        f"{name} (matched: {', '.join(analysis.matched_words.get(name, [])) or '-'})"
+        for name in analysis.categories
+    )
 
 
 def _readable(message_text: str) -> list[str]:

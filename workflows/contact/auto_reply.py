@@ -61,6 +61,7 @@ class AutoReplies(ContactBase):
                     language=analysis.language,
                     queue=self._state.queue,
                     sender_name=analysis.sender.name if analysis.sender else "",
+                    data=analysis.data,
                     reservation=reservation if self._analysed_at_poll else None,
                 ),
                 "automatic reply",
