@@ -204,6 +204,58 @@ def make_message(
     return message.as_bytes()
 
 
+def delivery_status_notification(returned: Message, to: str, recipient: str) -> bytes:
+    """What Postfix sends back to `to` when `recipient` of the `returned` message does not
+    exist (RFC 3464): a multipart/report with the returned message's headers."""
+    headers = "".join(f"{name}: {value}\n" for name, value in returned.items())
+    text = f"""\
+From: MAILER-DAEMON@mx.example.org (Mail Delivery System)
+To: {to}
+Subject: Undelivered Mail Returned to Sender
+Date: {email.utils.formatdate()}
+Message-ID: {email.utils.make_msgid(domain="mx.example.org")}
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+\tboundary="B0UND.1"
+
+--B0UND.1
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at host mx.example.org.
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients.
+
+<{recipient}>: host mx.example.org said: 550 5.1.1 <{recipient}>:
+    Recipient address rejected: User unknown in virtual mailbox table
+
+--B0UND.1
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+Arrival-Date: {email.utils.formatdate()}
+
+Final-Recipient: rfc822; {recipient}
+Original-Recipient: rfc822;{recipient}
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.example.org
+Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User
+    unknown in virtual mailbox table
+
+--B0UND.1
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+
+{headers}
+--B0UND.1--
+"""
+    return text.encode()
+
+
 def account_settings(
     *,
     name: str,

@@ -19,7 +19,7 @@ from ace_email.compose.auto_reply import ReplyParts, compose_auto_reply
 from ace_email.config.base import ConfigError
 from ace_email.config.settings import Settings
 from ace_email.contracts import ids
-from ace_email.contracts.message import Analysis, Routing
+from ace_email.contracts.message import Analysis, Bounce, Routing
 from ace_email.decisions.auto_reply import decide_auto_reply
 from ace_email.decisions.enrichment import enrich, routed
 from ace_email.decisions.rules import MessageFacts
@@ -167,6 +167,8 @@ def describe_preview(result: AnalysisPreview) -> str:
     ]
     if analysis.spam is not None:
         lines.append(f"spam:        {'yes' if analysis.spam else 'no'} ({analysis.spam_detail})")
+    if analysis.bounce is not None:
+        lines += _bounce(analysis.bounce, result.account)
     if analysis.data:
         data = ", ".join(f"{name}={value}" for name, value in analysis.data.items())
         lines.append(f"data:        {data}")
@@ -188,6 +190,22 @@ def describe_preview(result: AnalysisPreview) -> str:
     if result.auto_reply_message:
         lines += ["", "----- the automatic reply -----", *_readable(result.auto_reply_message)]
     return "\n".join(lines)
+
+
+def _bounce(bounce: Bounce, account: str) -> list[str]:
+    """A delivery report: its kind, the message it is about, one line per recipient."""
+    about = bounce.original_message_id or "a message it does not name"
+    own = ids.own_message(bounce.original_message_id or "", account)
+    if own is not None:
+        about += f" (the {own[1]} of {own[0]})"
+    kind = bounce.kind + (f" ({bounce.feedback_type})" if bounce.feedback_type else "")
+    lines = [f"report:      {kind} about {about}"]
+    for r in bounce.recipients:
+        hard = "hard" if r.hard else "soft"
+        codes = " ".join(str(c) for c in (r.status, r.reply_code) if c) or "no status"
+        detail = f": {r.diagnostic}" if r.diagnostic else ""
+        lines.append(f"  recipient: {r.address or '?'} {r.reason}, {codes}, {hard}{detail}")
+    return lines
 
 
 def _categories(analysis: Analysis) -> str:

@@ -29,7 +29,6 @@ from tests.support import (
     wait_status,
 )
 from workflows.auto_reply_ledger import AutoReplyLedgerWorkflow
-from workflows.contact import ContactWorkflow
 
 pytestmark = pytest.mark.e2e
 
@@ -270,7 +269,7 @@ async def test_reply_ledger_remembers_senders_through_continue_as_new(pipeline: 
 
     async def reserve(contact: str, sender: str) -> ReserveReplyResult:
         request = ReserveReplyRequest(account=pipeline.account, contact_id=contact, sender=sender)
-        latest = client.get_workflow_handle_for(AutoReplyLedgerWorkflow.run, handle.id)
+        latest = client.get_workflow_handle(handle.id)
         return await latest.execute_update(AutoReplyLedgerWorkflow.reserve, request)
 
     assert (await reserve("c1", "ann@example.org")).allowed
@@ -297,7 +296,7 @@ async def test_follow_up_of_a_contact_in_the_built_in_interface_is_archived_when
     await mail.send(answer)
     await wait_status(client, contact_id_of(pipeline, answer), ContactStatus.JOINED)
     await client.get_workflow_handle(first.id).signal("close")
-    closed = await client.get_workflow_handle_for(ContactWorkflow.run, first.id).result()
+    closed = await client.get_workflow_handle(first.id, result_type=ContactState).result()
     assert closed.status is ContactStatus.CLOSED
     assert len(closed.follow_ups) == 1
     assert await mail.messages(mail.support, "Processing") == []

@@ -35,6 +35,7 @@ from tests.routing_support import new_tag, routed_settings
 from tests.support import (
     AGENT_EMAIL,
     MailStack,
+    delivery_status_notification,
     embedded_mail,
     eventually,
     free_port,
@@ -86,10 +87,15 @@ async def test_metrics_after_real_traffic_count_each_email_once(
         contacts = await send_traffic(mail, settings, proxy)
         states = await eventually(lambda: all_settled(client, contacts), timeout=120)
         samples = await eventually(lambda: sampled(metrics_port, queue, 5), timeout=30)
+        check_counters(samples, settings.accounts[0].name, states)
+        await bounce_back(client, mail, states)
+        samples = await eventually(lambda: reports_counted(metrics_port), timeout=60)
         scraped = scrape_text(metrics_port)
         (tmp_path / "metrics.txt").write_text(scraped)
         print(scraped)
-        check_counters(samples, settings.accounts[0].name, states)
+        # Every metric ace-email defines, and the SDK's that deploy/ uses, from one endpoint.
+        for name in [*ace_metric_names(), *SDK_METRICS]:
+            assert present(samples, name), name
     finally:
         await worker.stop()
         await proxy.stop()
@@ -157,8 +163,31 @@ def check_counters(samples: Samples, account: str, states: list[ContactState]) -
     assert total(samples, "ace_queue_oldest_wait_seconds") > 0
     # The outage: the poll (or a claim) failed and was retried, and counted as an error.
     assert total(samples, "ace_mail_errors_total", account=account, protocol="imap") >= 1
-    # Every metric ace-email defines, and the SDK's that deploy/ uses, from the same endpoint.
-    for name in [*ace_metric_names(), *SDK_METRICS]:
-        assert present(samples, name), name
     assert total(samples, "temporal_workflow_task_execution_latency_seconds_count") > 0
     assert total(samples, "temporal_activity_execution_latency_seconds_count") > 0
+
+
+async def bounce_back(client: Client, mail: MailStack, states: list[ContactState]) -> None:
+    """Two delivery reports: c1's automatic reply bounced, and so did the delivery to alice's
+    own mailbox, which sends that contact back to its queue and alice to not-ready."""
+    (reply,) = await mail.messages(CUSTOMERS[1])
+    await mail.send(delivery_status_notification(reply, mail.support, CUSTOMERS[1]))
+    (copy,) = await mail.messages(AGENT_EMAIL)
+    await mail.send(delivery_status_notification(copy, mail.support, AGENT_EMAIL))
+    (delivered,) = [s for s in states if s.status is ContactStatus.DELIVERED]
+
+    async def back_in_queue() -> ContactState:
+        state = await contact_state(client, delivered.id)
+        assert state.status is ContactStatus.QUEUED and state.excluded_agents, state.status
+        return state
+
+    await eventually(back_in_queue, timeout=60)
+
+
+async def reports_counted(port: int) -> Samples:
+    samples = await asyncio.to_thread(scrape, port)
+    reports = "ace_delivery_reports_total"
+    assert total(samples, reports, kind="bounce", sent_as="autoreply") == 1
+    assert total(samples, reports, kind="bounce", sent_as="delivery") == 1
+    assert total(samples, "ace_agent_mail_bounces_total") == 1
+    return samples

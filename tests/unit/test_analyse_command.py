@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
+from ace_email.analysis import mime
 from starter import main
+from tests.support import delivery_status_notification
 
 CONFIG = """
 [temporal]
@@ -114,3 +117,43 @@ async def test_analyse_refuses_unknown_account_and_missing_file(
     assert "no account named 'nope'" in capsys.readouterr().err
     assert await main(["--config", str(config), "analyse", str(tmp_path / "missing.eml")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+async def test_analyse_shows_a_bounce_of_our_automatic_reply_and_its_recipient(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reply = EmailMessage()
+    reply["From"] = "support@example.com"
+    reply["To"] = "gone@example.org"
+    reply["Subject"] = "Re: Question [#0123ABCD]"
+    ours = f"<ace.{'0123abcd' * 4}.autoreply.support@example.com>"
+    reply["Message-ID"] = ours
+    raw = delivery_status_notification(reply, "support@example.com", "gone@example.org")
+    code = await main(["--config", str(config), "analyse", eml(tmp_path, raw)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"report:      bounce about {ours} (the autoreply of contact-support-" in out
+    assert "  recipient: gone@example.org userunknown, 5.1.1 550, hard: 550 5.1.1" in out
+    code = await main(["--config", str(config), "analyse", "--json", eml(tmp_path, raw)])
+    bounce = json.loads(capsys.readouterr().out)["analysis"]["bounce"]
+    assert bounce["kind"] == "bounce" and bounce["original_message_id"] == ours
+    (recipient,) = bounce["recipients"]
+    assert recipient == {
+        "address": "gone@example.org",
+        "status": "5.1.1",
+        "reply_code": 550,
+        "reason": "userunknown",
+        "hard": True,
+        "diagnostic": "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown "
+        "in virtual mailbox table",
+    }
+
+
+def test_a_bounce_of_a_resent_message_is_about_the_resend() -> None:
+    resent = EmailMessage()
+    resent["Resent-Message-ID"] = "<ace.resent.alice@example.com>"
+    resent["From"] = "carla@example.org"
+    resent["Message-ID"] = "<carla-1@example.org>"
+    raw = delivery_status_notification(resent, "support@example.com", "alice@example.com")
+    bounce = mime.analyse(raw).bounce
+    assert bounce is not None and bounce.original_message_id == "<ace.resent.alice@example.com>"

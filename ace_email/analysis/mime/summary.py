@@ -9,6 +9,7 @@ from collections.abc import Collection, Sequence
 from email.message import Message
 from typing import Any
 
+from ace_email.analysis import bounce as bounce_analysis
 from ace_email.analysis.language import detect_language
 from ace_email.analysis.mime.automatic import automatic_reasons
 from ace_email.analysis.mime.head import parse_head
@@ -218,6 +219,13 @@ def _analyse(
     language: str | None = None
     if languages is not None:
         language = _language(msg, subject, quarantine_reason is not None, languages)
+    bounce = None
+    if (
+        msg is not None
+        and quarantine_reason is None
+        and bounce_analysis.may_be_report(fields, reasons, subject)
+    ):
+        bounce = bounce_analysis.bounce_of(msg)
     return Analysis(
         sender=sender,
         reply_to=address_list(headers.addresses("Reply-To")),
@@ -238,6 +246,7 @@ def _analyse(
         spam=spam,
         spam_detail=spam_detail,
         reference=subject_reference(subject),
+        bounce=bounce,
         problems=problems.items,
         quarantine_reason=quarantine_reason,
     )
@@ -252,17 +261,25 @@ def _json_size(value: Any) -> int:
 
 
 def _fit(analysis: Analysis) -> Analysis:
-    """Halve the longest lists until the serialised analysis fits in JSON_BUDGET bytes."""
+    """Halve the longest lists (a bounce's recipients among them) until the serialised analysis
+    fits in JSON_BUDGET bytes."""
     for _ in range(100):
         if len(analysis.model_dump_json(by_alias=True).encode("utf-8")) <= JSON_BUDGET:
             return analysis
         candidates = [name for name in _TRIMMABLE if len(getattr(analysis, name)) > 1]
+        bounce = analysis.bounce
+        if bounce is not None and len(bounce.recipients) > 1:
+            candidates.append("bounce")
         if not candidates:
             break
         dumped = analysis.model_dump(mode="json", include=set(candidates))
         field = max(candidates, key=lambda name: _json_size(dumped[name]))
-        items: list[Any] = list(getattr(analysis, field))
-        if field == "references":
+        items: list[Any] = [] if field == "bounce" else list(getattr(analysis, field))
+        kept: Any
+        if field == "bounce" and bounce is not None:
+            half = bounce.recipients[: len(bounce.recipients) // 2]
+            kept = bounce.model_copy(update={"recipients": half})
+        elif field == "references":
             kept = [items[0], *items[len(items) - len(items) // 2 + 1 :]]
         elif field in ("to", "cc", "reply_to"):
             kept = trim_addresses(items, max(len(items) // 2 - 1, 1))
