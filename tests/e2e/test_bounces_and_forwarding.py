@@ -11,6 +11,8 @@ import pytest
 
 from ace_email.config.settings import Settings
 from ace_email.contracts.contact import ContactState, ContactStatus
+from ace_email.contracts.ids import ledger_workflow_id
+from ace_email.operations.agents_queues import contact_command
 from ace_email.operations.common import Refused, contact_state
 from ace_email.operations.forwarding import send_on
 from tests.conftest import Pipeline
@@ -19,6 +21,7 @@ from tests.e2e.test_auto_replies_and_follow_ups import (
     written_and_acknowledged,
 )
 from tests.e2e.test_pipeline import contact_id_of
+from tests.recording import record_history
 from tests.routing_support import work_item
 from tests.support import (
     CUSTOMER,
@@ -85,6 +88,13 @@ async def test_a_bounce_of_the_automatic_reply_marks_the_address_and_spares_it_t
     assert outcome.startswith(f"not sent: {CUSTOMER} is undeliverable until "), outcome
     assert "hard bounce 5.1.1 userunknown" in outcome
     assert len(await mail.messages(CUSTOMER)) == 1, "one automatic reply, before the bounce"
+    await contact_command(client, first.id, "close_contact")
+    await wait_status(client, first.id, ContactStatus.CLOSED)
+    await record_history(client, first.id, "contact_bounced_then_closed")
+    await record_history(client, report.id, "contact_bounce_report_joined")
+    await record_history(
+        client, ledger_workflow_id(pipeline.account), "auto_reply_ledger_suppressed"
+    )
 
 
 async def arrived(pipeline: Pipeline, count: int) -> list[Message]:
@@ -140,3 +150,6 @@ async def test_forward_with_a_note_and_redirect_unchanged_each_go_once(
     with pytest.raises(Refused, match=r"not one valid email address|control characters"):
         await send_on(client, settings, first.id, "a@b.example, c@d.example", mode="forward")
     assert len(await mail.messages(OUTSIDE)) == 2
+    await contact_command(client, first.id, "close_contact")
+    await wait_status(client, first.id, ContactStatus.CLOSED)
+    await record_history(client, first.id, "contact_forwarded_redirected_closed")

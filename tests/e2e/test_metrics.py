@@ -31,6 +31,7 @@ from tests.metrics_support import (
     total,
 )
 from tests.poison import JUNK
+from tests.recording import record_history
 from tests.routing_support import new_tag, routed_settings
 from tests.support import (
     AGENT_EMAIL,
@@ -182,6 +183,8 @@ async def bounce_back(client: Client, mail: MailStack, states: list[ContactState
         return state
 
     await eventually(back_in_queue, timeout=60)
+    await record_history(client, delivered.id, "contact_delivery_bounced_requeued")
+    await record_history(client, ids.agent_workflow_id(delivered.agent or ""), "agent_mail_bounced")
 
 
 async def reports_counted(port: int) -> Samples:

@@ -156,6 +156,12 @@ class ContactBase:
     def _update_details(self) -> None:
         workflow.set_current_details(details(self._state))
 
+    def _note_failure(self, err: ActivityError) -> str:
+        """An activity's failure as the contact's last error, shown and returned."""
+        error = self._state.last_error = failure(err)
+        self._update_details()
+        return error
+
     async def _imap(self, activity: Callable[[Any, Any], R], request: object, summary: str) -> R:
         """An IMAP activity: retried for as long as it takes, bounded by the account's timeout."""
         return await workflow.execute_activity_method(

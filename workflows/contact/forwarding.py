@@ -11,11 +11,21 @@ with workflow.unsafe.imports_passed_through():
     from ace_email.contracts.contact import ForwardNote, ForwardRequest
     from ace_email.contracts.mail_work import RedirectRequest, ReplyResult, SendReplyRequest
     from activities.outbound import OutboundActivities
-    from workflows.contact.base import FOLLOW_UPS_SHOWN, ContactBase, failure
+    from workflows.contact.base import FOLLOW_UPS_SHOWN, ContactBase
 
 
 class Forwarding(ContactBase):
     """Forward and redirect, for the contact's main loop."""
+
+    async def _send_from_outbox(self, message_id: str, to: str, what: str) -> ReplyResult:
+        """Send a message waiting in the outbox (a reply, a forward) and file it in Sent."""
+        return await self._smtp(
+            OutboundActivities.send_reply,
+            SendReplyRequest(
+                contact_id=self._state.id, policy=self._policy, message_id=message_id, to=to
+            ),
+            f"{what} to {to}",
+        )
 
     async def _send_on(self, request: ForwardRequest) -> str | None:
         """Send the email on; an SMTP refusal is recorded and returned, the contact stays
@@ -23,16 +33,7 @@ class Forwarding(ContactBase):
         try:
             result: ReplyResult
             if request.mode == "forward":
-                result = await self._smtp(
-                    OutboundActivities.send_reply,
-                    SendReplyRequest(
-                        contact_id=self._state.id,
-                        policy=self._policy,
-                        message_id=request.message_id,
-                        to=request.to,
-                    ),
-                    f"forward to {request.to}",
-                )
+                result = await self._send_from_outbox(request.message_id, request.to, "forward")
             else:
                 result = await self._smtp(
                     OutboundActivities.redirect_message,
@@ -47,9 +48,7 @@ class Forwarding(ContactBase):
                     f"redirect to {request.to}",
                 )
         except ActivityError as err:
-            self._state.last_error = failure(err)
-            self._update_details()
-            return self._state.last_error
+            return self._note_failure(err)
         forwards = self._state.forwards
         if all(f.message_id != result.message_id for f in forwards):  # the same request: once
             note = ForwardNote(

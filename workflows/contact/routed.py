@@ -28,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from ace_email.contracts.mail_work import (
         ArchiveRequest,
-        SendReplyRequest,
     )
     from ace_email.contracts.message import Routing
     from ace_email.contracts.queues import (
@@ -41,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from ace_email.decisions.matching import DeliveryMode, delivery_mode
     from activities.mailbox import MailboxActivities
-    from activities.outbound import OutboundActivities
     from activities.routing import (
         EnqueueRequest,
         HoldRequest,
@@ -50,7 +48,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.contact.base import (
         FOLLOW_UPS_SHOWN,
-        failure,
     )
     from workflows.contact.phases import (
         Accept,
@@ -448,20 +445,9 @@ class RoutedLife(FollowUps, Forwarding):
         """A reply from the built-in interface: from the outbox to the customer, recorded in
         the Sent folder. An SMTP refusal is recorded and returned; the contact stays open."""
         try:
-            result = await self._smtp(
-                OutboundActivities.send_reply,
-                SendReplyRequest(
-                    contact_id=self._state.id,
-                    policy=self._policy,
-                    message_id=request.message_id,
-                    to=request.to,
-                ),
-                f"reply to {request.to}",
-            )
+            result = await self._send_from_outbox(request.message_id, request.to, "reply")
         except ActivityError as err:
-            self._state.last_error = failure(err)
-            self._update_details()
-            return self._state.last_error
+            return self._note_failure(err)
         replies = self._state.replies
         if all(n.message_id != result.message_id for n in replies):  # the same text, sent once
             note = ReplyNote(message_id=result.message_id, to=request.to, at=workflow.now())
