@@ -33,7 +33,7 @@ from ace_email.desk.auth import hash_password
 from ace_email.operations.registry import sync
 from devtools import browser
 from tests.routing_support import new_tag, queued_in, reach, routed_settings, routing_worker
-from tests.support import CUSTOMER, MailStack, eventually, free_port
+from tests.support import CUSTOMER, SECOND_AGENT_EMAIL, MailStack, eventually, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only, pytest.mark.timeout(240)]
 
@@ -135,6 +135,7 @@ def desk_settings(mail: MailStack, temporal_address: str, tag: str) -> Settings:
             },
         ],
         routing={"offer_timeout_seconds": 120},
+        account_extra={"extract": {"order_id": r"(?i)order\s*#?\s*(\d{4,10})"}},
     )
     supervisor = {
         "id": f"sam-{tag}",
@@ -221,6 +222,21 @@ async def test_an_agent_handles_a_hostile_email_in_the_browser_and_the_board_fol
         await asyncio.sleep(1.5)
         assert trap.hits == [] and dialogs == []
         assert await bob_page.evaluate("window.pwned === undefined")
+        assert await bob_page.inner_text('[data-contact-data="order_id"]') == "4711"
+
+        # Bob forwards it to a colleague outside with a note, once, and it shows.
+        await bob_page.fill("[data-field=forward-to]", SECOND_AGENT_EMAIL)
+        await bob_page.fill("textarea[name=note]", "Could you check the warehouse?")
+        await bob_page.click("[data-action=forward]")
+        await bob_page.wait_for_url(f"{base}/desk/contacts/{contact_id}")
+        await bob_page.locator("[data-forward=forward]").wait_for(timeout=15_000)
+
+        async def forwarded() -> bool:
+            (sent_on,) = await mail.messages(SECOND_AGENT_EMAIL)
+            assert sent_on["Subject"].startswith("Fwd: My order and a hostile HTML body [#")
+            return True
+
+        await eventually(forwarded, timeout=30)
         await bob_page.screenshot(path=str(tmp_path / "contact.png"), full_page=True)
 
         download = await bob_page.request.get(f"{base}/desk/contacts/{contact_id}/attachments/0")
