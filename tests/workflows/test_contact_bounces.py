@@ -257,6 +257,21 @@ async def test_a_hard_bounce_of_the_automatic_reply_joins_its_contact_and_is_sup
     await first.terminate()
 
 
+async def test_a_report_on_a_contact_that_has_ended_is_filed_with_it_never_queued(
+    client: Client, mail_worker: tuple[str, Mail]
+) -> None:
+    queue, mail = mail_worker
+    ended, bounced = contact_id(), contact_id()
+    reply_id = ids.auto_reply_message_id("support", key_of(ended), POLICY.return_address)
+    mail.analyses[2] = report(reply_id)
+    mail.target = None  # closed long ago: no open contact to join
+    state = await (await start(client, queue, bounced, 2)).result()
+    assert state.status is ContactStatus.JOINED and state.joined_to == ended
+    assert state.bounce_of == ended and mail.named("archive") == [2]
+    assert mail.named("enqueue") == [], "never queued for an agent"
+    assert len(mail.named("suppress")) == 1, "the address is suppressed all the same"
+
+
 async def test_a_bounced_delivery_to_an_agent_sends_the_contact_back_and_alarms_the_agent(
     client: Client, mail_worker: tuple[str, Mail]
 ) -> None:

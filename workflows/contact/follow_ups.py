@@ -103,6 +103,18 @@ class FollowUps(BounceReports):
         self._set_status(ContactStatus.JOINED)
         return True
 
+    async def _file_report(self) -> bool:
+        """A delivery report on a message of a contact no longer open: recorded as about that
+        contact (`bounce_of`), archived and ended, never queued for an agent."""
+        about = self._state.bounce_of
+        if self._bounce_note is None or about is None:
+            return False
+        await self._archive_own_message()
+        self._state.joined_to = about
+        workflow.upsert_memo({"joined_to": about})
+        self._set_status(ContactStatus.JOINED)
+        return True
+
     async def _archive_own_message(self) -> None:
         archived = await self._imap(
             MailboxActivities.archive_message,

@@ -169,7 +169,7 @@ class ContactWorkflow(RoutedLife, BeforeRouting, AutoReplies):
         if (
             self._rules_era
             and self._channel is Channel.EMAIL
-            and await self._join_open_contact(analysis)
+            and (await self._join_open_contact(analysis) or await self._file_report())
         ):
             return await self._finish()
 
