@@ -401,7 +401,7 @@ def _web_ui_link(settings: Settings, workflow_id: str) -> str:
 
 def timeline(state: ContactState) -> list[tuple[datetime | None, str]]:
     """A contact's life in words, from its state: received, analysed, replied, queued,
-    offered, with an agent, delivered, closed."""
+    offered, with an agent, delivered, forwarded, bounced, closed."""
     steps: list[tuple[datetime | None, str]] = [(state.received_at, "Received")]
     if state.subject or state.sender:
         words = f"Analysed: from {state.sender or 'unknown'}, language {state.language or '?'}"
@@ -421,6 +421,14 @@ def timeline(state: ContactState) -> list[tuple[datetime | None, str]]:
         steps.append((state.assigned_at, f"{verb} {state.agent}"))
     for sent in state.replies:
         steps.append((sent.at, f"Replied to {sent.to}" + ("" if sent.sent else " (sending)")))
+    for forward in state.forwards:
+        steps.append((forward.at, f"{forward.mode.capitalize()}ed to {forward.to}"))
+    for note in state.bounces:
+        failed = "; ".join(f"{r.address} {r.describe()}" for r in note.recipients[:3])
+        steps.append((note.received_at, f"Its {note.sent_as} got a {note.kind} report: {failed}"))
+    if state.bounce is not None:
+        about = f" about {state.bounce_of}" if state.bounce_of else ""
+        steps.append((None, f"A delivery report{about}: {state.bounce.summary()}"))
     if state.closed_at:
         steps.append((state.closed_at, "Closed"))
     return steps
