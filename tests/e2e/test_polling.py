@@ -87,5 +87,6 @@ async def test_a_message_the_poll_cannot_analyse_is_handed_over_for_its_claim_to
     finally:
         pool.close_all()
     assert len(result.messages) == 2
-    assert [m.analysis is None for m in result.messages] == [True, False]
+    # Postfix may deliver the two in either order: one of them, whichever, broke.
+    assert sorted(m.analysis is None for m in result.messages) == [False, True]
     assert result.cursor.last_uid == result.messages[-1].ref.uid
