@@ -33,6 +33,7 @@ from ace_email.temporal.client import TemporalUnavailable, connect, ensure_searc
 from activities import failure_logs
 from activities.auto_reply_ledger import LedgerActivities, ReplyLedger
 from activities.follow_ups import FollowUpActivities
+from activities.intake_guard import IntakeGuardActivities
 from activities.mailbox import MailboxActivities
 from activities.mailbox_watch import WatchActivities
 from activities.outbound import OutboundActivities
@@ -86,6 +87,7 @@ def build_worker(
     outbound = OutboundActivities(settings, pool, reply_ledger)
     ledger = LedgerActivities(reply_ledger)
     follow_ups = FollowUpActivities(client, settings)
+    guard = IntakeGuardActivities(client)
     routing = RoutingActivities(client, settings)
     watches = WatchActivities(client, settings)
     failure_logs.install()
@@ -110,6 +112,7 @@ def build_worker(
             ledger.reserve_auto_reply,
             ledger.suppress_addresses,
             follow_ups.find_follow_up,
+            guard.count_waiting,
             routing.enqueue,
             routing.dispatch,
             routing.agent_views,

@@ -77,6 +77,10 @@ ROUTING_RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT_FAULTS,
 )
 ROUTING_TIMEOUT = timedelta(seconds=20)
+# Counting waiting contacts for `max_waiting`: a few quick tries; unanswered, intake goes on.
+GUARD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5), maximum_attempts=3
+)
 
 # A local activity (the claim of a contact analysed at the poll, its calls to queues and
 # agents) is retried within its workflow task this long; after that, on a timer, so a long

@@ -29,9 +29,13 @@ with workflow.unsafe.imports_passed_through():
         MailboxInput,
         MailboxStatus,
         PollRequest,
+        RecentEmail,
+        WaitingCount,
         WatchRequest,
     )
     from ace_email.contracts.message import MessageHeadline
+    from ace_email.decisions import intake_limits
+    from activities.intake_guard import IntakeGuardActivities
     from activities.mailbox import MailboxActivities
     from activities.mailbox_watch import WatchActivities
     from workflows import activity_options
@@ -47,6 +51,9 @@ CONNECTION_PATCH = "connection-in-memo"
 ANALYSED_AT_POLL_PATCH = "analysed-at-poll"
 # Push: the inbox watched by IMAP IDLE beside the loop, which polls when told of new mail.
 IDLE_PATCH = "imap-idle-push"
+# Overload protection: intake pauses while `max_waiting` contacts wait, and a flood from one
+# sender or domain goes to the account's flood queue.
+OVERLOAD_PATCH = "overload-protection"
 
 
 @workflow.defn
@@ -69,6 +76,7 @@ class MailboxWorkflow:
         self._watch: asyncio.Task[None] | None = None
         self._watched_folder: str | None = None
         self._watch_gave_up = False
+        self._recent: list[RecentEmail] = list(mailbox.recent)
 
     @workflow.run
     async def run(self, mailbox: MailboxInput) -> MailboxStatus:
@@ -91,6 +99,7 @@ class MailboxWorkflow:
                         cursor=self._status.cursor,
                         polls=self._status.polls,
                         contacts_started=self._status.contacts_started,
+                        recent=self._recent,
                     )
                 )
             if not more:
@@ -197,20 +206,54 @@ class MailboxWorkflow:
             )
         self._poll_requested = False
 
+    async def _room(self) -> int | None:
+        """How many new emails this poll may take (None: no limit). With `max_waiting`, while
+        that many of the account's contacts wait, none: the loop says it is throttled, and new
+        mail stays in the inbox until fewer wait."""
+        if self._policy.max_waiting is None or not workflow.patched(OVERLOAD_PATCH):
+            return None
+        try:
+            waiting = await workflow.execute_local_activity_method(
+                IntakeGuardActivities.count_waiting,
+                WaitingCount(account=self._policy.name),
+                start_to_close_timeout=activity_options.ROUTING_TIMEOUT,
+                retry_policy=activity_options.GUARD_RETRY,
+                summary="count the contacts that wait",
+            )
+        except ActivityError as err:  # visibility unanswered: intake is not held up by it
+            workflow.logger.warning(
+                "mailbox %s: cannot count waiting contacts: %s", self._policy.name, _cause(err)
+            )
+            return None
+        room = intake_limits.room_for(waiting, self._policy)
+        throttled = intake_limits.throttle_reason(waiting, self._policy) if room == 0 else None
+        if throttled != self._status.throttled:
+            self._status = self._status.model_copy(update={"throttled": throttled})
+            if throttled:
+                workflow.logger.warning("mailbox %s: throttled: %s", self._policy.name, throttled)
+            self._publish_health()
+        return room
+
     async def _poll_once(self) -> bool:
+        room = await self._room()
+        if room == 0:
+            return False
         now = workflow.now()
         self._status = self._status.model_copy(
             update={"last_poll_at": now, "polls": self._status.polls + 1}
         )
+        request = PollRequest(
+            account=self._policy.name,
+            folder=self._policy.inbox_folder,
+            cursor=self._status.cursor,
+            analyse=workflow.patched(ANALYSED_AT_POLL_PATCH),
+        )
+        if room is not None:
+            request = request.model_copy(update={"max_messages": min(request.max_messages, room)})
         try:
             result = await workflow.execute_activity_method(
                 MailboxActivities.poll_mailbox,
-                PollRequest(
-                    account=self._policy.name,
-                    folder=self._policy.inbox_folder,
-                    cursor=self._status.cursor,
-                    analyse=workflow.patched(ANALYSED_AT_POLL_PATCH),
-                ),
+                request,
                 start_to_close_timeout=activity_options.imap_timeout(self._policy),
                 retry_policy=activity_options.POLL_RETRY,
                 summary="poll",
@@ -258,6 +301,8 @@ class MailboxWorkflow:
                 f"{self._status.contacts_started} contacts started · {result.waiting} waiting in "
                 f"{self._policy.inbox_folder} · last poll {now:%H:%M:%S} UTC"
             )
+        if room is not None and len(result.messages) >= room:
+            return False  # up to the mark: count again at the next poll, not at once
         return result.more
 
     def _poll_error(self, err: ActivityError) -> str:
@@ -278,7 +323,38 @@ class MailboxWorkflow:
             self._published_health = health
         workflow.set_current_details(health_line(status, self._policy, workflow.now()))
 
+    def _divert_flood(self, headline: MessageHeadline) -> MessageHeadline:
+        """An email of a flood from one sender or domain goes to the account's flood queue,
+        with the reason as its rule; others keep their route. Only emails the poll analysed
+        and routed are counted."""
+        analysis, routing = headline.analysis, headline.routing
+        if (
+            not intake_limits.limits_floods(self._policy)
+            or analysis is None
+            or analysis.sender is None
+            or not analysis.sender.addr
+            or routing is None
+            or routing.quarantine_reason is not None
+            or not workflow.patched(OVERLOAD_PATCH)
+        ):
+            return headline
+        sender = analysis.sender.addr
+        self._recent = intake_limits.remember(self._recent, sender, workflow.now())
+        reason = intake_limits.flood_reason(self._recent, sender, self._policy)
+        if reason is None:
+            return headline
+        self._status = self._status.model_copy(update={"diverted": self._status.diverted + 1})
+        return headline.model_copy(
+            update={
+                "analysis": analysis.model_copy(update={"rule": reason}),
+                "routing": routing.model_copy(
+                    update={"queue": self._policy.flood_queue, "rule": reason}
+                ),
+            }
+        )
+
     async def _start_contact(self, headline: MessageHeadline) -> None:
+        headline = self._divert_flood(headline)
         ref = headline.ref
         contact_id = ids.contact_workflow_id(self._policy.name, ref.key)
         try:
@@ -353,6 +429,8 @@ def health_line(status: MailboxStatus, policy: AccountPolicy, now: datetime) -> 
             f"next try in {format_duration(retry)} · last success {last} · {waiting} · "
             f"{status.last_error}"
         )
+    if status.throttled is not None:
+        return f"**throttled** · {status.throttled} · {waiting}"
     return (
         f"**ok** · polling every {policy.poll_interval_seconds:g} s · {waiting} · "
         f"{status.contacts_started} contacts started · last poll {now:%H:%M:%S} UTC"

@@ -68,6 +68,25 @@ class AccountSettings(Section):
         description="an address that bounced hard gets no automatic reply this long; 0: never "
         "suppressed",
     )
+    max_waiting: int | None = Field(
+        default=None,
+        ge=1,
+        description="while this many of the account's contacts wait, new mail stays in the "
+        "inbox (intake resumes by itself below the mark)",
+    )
+    max_per_sender_per_hour: int | None = Field(
+        default=None,
+        ge=1,
+        description="beyond this many emails an hour, a sender's go to flood_queue",
+    )
+    max_per_domain_per_hour: int | None = Field(
+        default=None,
+        ge=1,
+        description="beyond this many emails an hour, a sender domain's go to flood_queue",
+    )
+    flood_queue: str | None = Field(
+        default=None, min_length=1, description="the low-priority queue a flood goes to"
+    )
     max_message_mb: float = Field(default=40.0, gt=0)
     imap: ImapSettings
     smtp: SmtpSettings

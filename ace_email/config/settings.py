@@ -139,6 +139,7 @@ class Settings(BaseSettings):
                     categories=categories,
                 )
             ]
+            problems += _flood_problems(account, where, queues)
         problems += self._routing_problems(queues)
         if problems:
             raise ValueError("\n".join(problems))
@@ -334,7 +335,26 @@ class Settings(BaseSettings):
             auto_reply_cap_per_hour=account.auto_reply_cap_per_hour,
             follow_up_days=account.follow_up_days,
             bounce_suppress_days=account.bounce_suppress_days,
+            max_waiting=account.max_waiting,
+            max_per_sender_per_hour=account.max_per_sender_per_hour,
+            max_per_domain_per_hour=account.max_per_domain_per_hour,
+            flood_queue=account.flood_queue,
         )
+
+
+def _flood_problems(account: AccountSettings, where: str, queues: list[str]) -> list[str]:
+    """A flood limit needs a flood queue, and the flood queue must exist."""
+    limited = account.max_per_sender_per_hour or account.max_per_domain_per_hour
+    if account.flood_queue is None:
+        if limited:
+            return [
+                f"{where}.flood_queue: max_per_sender_per_hour or max_per_domain_per_hour "
+                "needs a flood_queue, the queue a flood goes to"
+            ]
+        return []
+    if account.flood_queue not in queues:
+        return [f"{where}.flood_queue: {unknown('queue', account.flood_queue, queues)}"]
+    return []
 
 
 def _reject_duplicates(field: str, values: list[str]) -> None:

@@ -48,6 +48,22 @@ class AccountPolicy(Model):
     bounce_suppress_days: float = Field(
         default=30.0, description="an address that bounced hard gets no automatic reply this long"
     )
+    max_waiting: int | None = Field(
+        default=None, description="intake pauses while this many of the account's contacts wait"
+    )
+    max_per_sender_per_hour: int | None = Field(
+        default=None, description="beyond this many emails an hour, a sender's go to flood_queue"
+    )
+    max_per_domain_per_hour: int | None = Field(
+        default=None, description="beyond this many an hour, a sender domain's go to flood_queue"
+    )
+    flood_queue: str | None = None
+
+
+class WaitingCount(Model):
+    """How many of an account's contacts wait (received, queued, offered), by visibility."""
+
+    account: str
 
 
 class WatchRequest(Model):
@@ -72,11 +88,21 @@ class MailboxCursor(Model):
     last_uid: int = 0
 
 
+class RecentEmail(Model):
+    """One email taken in within the hour: who sent it, when (the flood limits count these)."""
+
+    sender: str
+    at: datetime
+
+
 class MailboxInput(Model):
     policy: AccountPolicy
     cursor: MailboxCursor = MailboxCursor()
     polls: int = 0
     contacts_started: int = 0
+    recent: list[RecentEmail] = Field(
+        default=[], description="the last hour's emails by sender, for the flood limits"
+    )
 
 
 class PollRequest(Model):
@@ -109,6 +135,7 @@ class MailboxHealth(StrEnum):
 
     OK = "ok"
     FAILING = "failing"
+    THROTTLED = "throttled"
 
 
 class MailboxStatus(Model):
@@ -136,10 +163,17 @@ class MailboxStatus(Model):
         description="'IMAP IDLE' while the inbox is watched; else why not (None: polling only)",
     )
 
+    throttled: str | None = Field(
+        default=None, description="why intake pauses: too many of the account's contacts wait"
+    )
+    diverted: int = Field(default=0, description="emails sent to the flood queue")
+
     @property
     def health(self) -> MailboxHealth | None:
         if self.last_error is not None:
             return MailboxHealth.FAILING
+        if self.throttled is not None:
+            return MailboxHealth.THROTTLED
         return MailboxHealth.OK if self.last_success_at is not None else None
 
     def lag(self, now: datetime) -> timedelta | None:

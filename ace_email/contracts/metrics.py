@@ -76,6 +76,11 @@ MAILBOX_LAG = Metric(
 MAILBOX_HEALTHY = Metric(
     "ace_mailbox_healthy", "1 while the account's poll loop polls successfully", ("account",)
 )
+MAILBOX_THROTTLED = Metric(
+    "ace_mailbox_throttled",
+    "1 while the account's intake pauses: max_waiting of its contacts wait",
+    ("account",),
+)
 MAILBOX_WAITING = Metric(
     "ace_mailbox_waiting", "Emails in the inbox at the last poll, not yet contacts", ("account",)
 )
@@ -99,6 +104,7 @@ GAUGES = (
     AGENTS_BUSY,
     MAILBOX_LAG,
     MAILBOX_HEALTHY,
+    MAILBOX_THROTTLED,
     MAILBOX_WAITING,
 )
 

@@ -84,6 +84,10 @@ def describe_account(row: dict[str, Any]) -> str:
             f"{row['failures']} failed polls since {_when(row['failing_since'])}, "
             f"next try {_when(row['next_poll_at'])}"
         )
+    if row.get("throttled"):
+        parts.append(f"throttled: {row['throttled']}")
+    if row.get("diverted"):
+        parts.append(f"{row['diverted']} sent to the flood queue")
     parts.append(f"push {row.get('push') or '-'}")
     parts.append(f"last error {row['last_error'] or '-'}")
     return ", ".join(parts)

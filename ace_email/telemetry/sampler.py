@@ -55,10 +55,14 @@ class StateGauges:
         for row in accounts:
             account = row["account"]
             self.set(
-                metrics.MAILBOX_HEALTHY, 1.0 if row["health"] == "ok" else 0.0, account=account
+                metrics.MAILBOX_HEALTHY,
+                1.0 if row["health"] in ("ok", "throttled") else 0.0,
+                account=account,
             )
             self.set(metrics.MAILBOX_LAG, row["lag_seconds"] or 0.0, account=account)
             self.set(metrics.MAILBOX_WAITING, row["waiting"] or 0, account=account)
+            throttled = 1.0 if row["health"] == "throttled" else 0.0
+            self.set(metrics.MAILBOX_THROTTLED, throttled, account=account)
 
 
 async def sample_forever(client: Client, settings: Settings, gauges: StateGauges) -> None:
