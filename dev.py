@@ -102,6 +102,21 @@ def ensure_browser() -> None:
         print("the desk's browser tests are skipped: chromium did not install", flush=True)
 
 
+def ensure_postgres() -> None:
+    """Debian's PostgreSQL, for the statistics store's tests against it (skipped without it)."""
+    from devtools import postgres
+
+    reason = postgres.unavailable_reason()
+    if reason is None:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(f"the statistics tests on PostgreSQL are skipped: {reason}", flush=True)
+        return
+    print("installing PostgreSQL for the statistics tests (apt-get) ...", flush=True)
+    if postgres.main(["install"]) != 0:
+        print("the statistics tests on PostgreSQL are skipped: it did not install", flush=True)
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
     if command not in ("run", "test", "send", "mail"):
@@ -116,6 +131,7 @@ def main(argv: list[str]) -> int:
     ensure_company_mail()
     ensure_grpc_proxy()
     ensure_browser()
+    ensure_postgres()
     checks = [
         [str(PYTHON), "-m", "ruff", "check", "."],
         [str(PYTHON), "-m", "ruff", "format", "--check", "."],

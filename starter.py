@@ -15,6 +15,12 @@
                                            what ace-email would make of an email: analysis,
                                            the rule that matched, the automatic reply rendered;
                                            sends and creates nothing, needs no Temporal
+    starter.py stats [--since DATE] [--until DATE] [--json | --csv]
+                                           per queue, agent and account: contacts received,
+                                           quarantined, answered automatically, routed,
+                                           delivered, closed and waiting; wait and handling
+                                           times; the share answered in time (from the
+                                           statistics database; needs no Temporal)
 
   Quarantine
     starter.py quarantine [--account A] [--json]
@@ -48,8 +54,9 @@
 
 Exit status 0 on success; 1 with one line on stderr for an unknown contact, account, agent or
 queue, a refused request, or a Temporal that refuses the connection (client certificate, CA, API
-key); 2 for a bad configuration or an unreachable Temporal. `--log-format json` (before the
-command) logs one JSON object a line.
+key); 2 for a bad configuration, an unreachable Temporal, or a statistics database that is
+unreachable or not migrated. `--log-format json` (before the command) logs one JSON object a
+line.
 """
 
 from __future__ import annotations
@@ -80,11 +87,13 @@ from ace_email.operations import (
     preview,
     quarantine,
     registry,
+    stats,
     workitems,
 )
 from ace_email.operations.common import Refused, contact_state
 from ace_email.operations.forwarding import Mode
 from ace_email.operations.workitems import WorkItemInvalid
+from ace_email.statistics.store import StatisticsUnavailable
 from ace_email.telemetry.logs import add_logging_arguments, configure_logging
 from ace_email.temporal.client import TemporalUnavailable, connect
 
@@ -126,6 +135,18 @@ def _parser() -> argparse.ArgumentParser:
     analysing.add_argument("file", help="a raw email (.eml)")
     analysing.add_argument("--account", help="account whose rules apply (default: the first)")
     analysing.add_argument("--json", action="store_true")
+    counting = commands.add_parser(
+        "stats", help="figures per queue, agent and account from the statistics database"
+    )
+    counting.add_argument(
+        "--since", help="YYYY-MM-DD or ISO date and time, UTC (default: today 00:00 UTC)"
+    )
+    counting.add_argument(
+        "--until", help="YYYY-MM-DD (that day included) or ISO date and time (default: now)"
+    )
+    shape = counting.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true")
+    shape.add_argument("--csv", action="store_true")
     commands.add_parser(
         "hash-password",
         help="an argon2 hash of a desk password (read from stdin or asked for), for "
@@ -217,13 +238,15 @@ async def main(argv: Sequence[str] | None = None, client: Client | None = None) 
         settings = load_settings(args.config)
         if args.command == "analyse":
             output = preview.analyse(settings, args.file, args.account, as_json=args.json)
+        elif args.command == "stats":
+            output = _stats(args, settings)
         else:
             client = client or await connect(settings.temporal)
             output = await COMMANDS[args.command](args, client, settings)
     except (Refused, WorkItemInvalid) as exc:
         print(f"starter.py {args.command}: {exc}", file=sys.stderr)
         return 1
-    except ConfigError as exc:
+    except (ConfigError, StatisticsUnavailable) as exc:
         print(f"starter.py {args.command}: {exc}", file=sys.stderr)
         return 2
     except TemporalUnavailable as exc:
@@ -246,6 +269,14 @@ def _shown(
     if as_json:
         return json.dumps(rows, indent=2, ensure_ascii=False)
     return "\n".join(line(row) for row in rows) or empty
+
+
+def _stats(args: argparse.Namespace, settings: Settings) -> str:
+    since, until = stats.window(args.since, args.until)
+    figures = stats.report(settings, since, until)
+    if args.json:
+        return stats.as_json(figures)
+    return stats.as_csv(figures) if args.csv else stats.describe(figures)
 
 
 async def _sync(args: argparse.Namespace, client: Client, settings: Settings) -> str:

@@ -20,7 +20,7 @@ def waiting_query(account: str) -> str:
     safe = account.replace('"', "").replace("\\", "")
     return (
         f'WorkflowType="ContactWorkflow" AND {sa.ACCOUNT.name}="{safe}" '
-        f"AND {sa.STATUS.name} IN ({statuses}) AND ExecutionStatus=\"Running\""
+        f'AND {sa.STATUS.name} IN ({statuses}) AND ExecutionStatus="Running"'
     )
 
 

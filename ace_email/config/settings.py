@@ -28,6 +28,7 @@ from ace_email.config.base import ConfigError, Section
 from ace_email.config.desk import DeskSettings, SupervisorSettings
 from ace_email.config.observability import MetricsSettings, TracingSettings
 from ace_email.config.queues import AgentSettings, QueueSettings, RoutingSettings
+from ace_email.config.statistics import StatisticsSettings
 from ace_email.config.temporal import IntakeSettings, TemporalSettings
 from ace_email.contracts.base import Channel
 from ace_email.contracts.mailbox import AccountPolicy
@@ -76,6 +77,7 @@ class Settings(BaseSettings):
     desk: DeskSettings = DeskSettings()
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
+    statistics: StatisticsSettings = StatisticsSettings()
 
     @field_validator("queues")
     @classmethod

@@ -13,8 +13,8 @@ STOCKHOLM = OpeningHours.of(
 )
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_open_inside_a_window_in_the_entrances_zone() -> None:

@@ -1,0 +1,1 @@
+"""The Alembic environment of the statistics database, run by `store.migrate`."""

@@ -1,0 +1,1 @@
+"""The statistics database's migrations, oldest first."""
