@@ -65,7 +65,9 @@ class OutboundActivities:
         message_id = ids.auto_reply_message_id(policy.name, request.ref.key, policy.return_address)
         try:
             account = self._settings.account(policy.name)
-            template = template_named(request.template, self._settings.templates)
+            now = datetime.now(UTC)
+            template_name = account.template_at(request.template, now)
+            template = template_named(template_name, self._settings.templates)
             refused = await self._reserve(request)
             async with (
                 _one_try_at_a_time(message_id),
@@ -79,9 +81,9 @@ class OutboundActivities:
                 if template.quote != "none":
                     original = await asyncio.to_thread(original_text, session, request)
                 raw = compose_auto_reply(
-                    account.reply_sender(),
+                    account.reply_sender(now),
                     self._settings.templates,
-                    request.template,
+                    template_name,
                     ReplyParts(
                         to=request.to,
                         sender_name=request.sender_name,

@@ -47,6 +47,7 @@ def routed_settings(
     agents: Sequence[dict[str, Any]],
     routing: dict[str, Any] | None = None,
     account_extra: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Settings:
     """One account whose default queue is the first of `queues`; short offers by default."""
     return account_settings(
@@ -58,7 +59,8 @@ def routed_settings(
         extra={
             "queues": [{"channels": ALL_CHANNELS} | dict(q) for q in queues],
             "routing": {"offer_timeout_seconds": 30, "personal_wait_minutes": 1} | (routing or {}),
-        },
+        }
+        | (extra or {}),
         account_extra={"queue": queues[0]["name"]} | (account_extra or {}),
         agents=list(agents),
     )

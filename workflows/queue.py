@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         AgentView,
         DispatchBatch,
         DispatchOutcome,
+        Hours,
         QueuedContact,
         QueueInput,
         QueuePolicy,
@@ -36,10 +37,14 @@ with workflow.unsafe.imports_passed_through():
         unpack_waiting,
     )
     from ace_email.decisions import matching
+    from ace_email.decisions.opening_hours import OpeningHours
     from activities.routing import AgentViewsRequest, OverflowBatch, RoutingActivities
     from workflows import activity_options
 
 HEAD_SHOWN = 20
+# Opening hours: a closed queue offers nothing, and waiting counts (for escalation and
+# overflow) from its opening.
+OPENING_HOURS_PATCH = "opening-hours"
 MAX_BATCHES_IN_FLIGHT = 4
 
 
@@ -60,6 +65,9 @@ class QueueWorkflow:
         self._withdrawn_in_flight: dict[str, int] = {}
         self._batches = 0
         self._events_per_run = queue.events_per_run
+        self._hours: tuple[Hours, OpeningHours] | None = None
+        self._was_open: bool | None = None
+        self._hours_patched = False
 
     @workflow.run
     async def run(self, queue: QueueInput) -> None:
@@ -76,8 +84,11 @@ class QueueWorkflow:
             self._agents_known = True
         while True:
             self._changed = False
-            await self._overflow()
-            await self._route()
+            now = workflow.now()
+            is_open = self._open_now(now)
+            if is_open:
+                await self._overflow()
+                await self._route()
             self._show()
             if self._time_to_continue():
                 await workflow.wait_condition(lambda: not self._batches)
@@ -85,8 +96,46 @@ class QueueWorkflow:
                 workflow.continue_as_new(self._carried())
             with suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._changed, timeout=self._next_overflow(workflow.now())
+                    lambda: self._changed, timeout=self._next_wake(workflow.now(), is_open)
                 )
+
+    def _opening_hours(self, *, in_query: bool = False) -> OpeningHours | None:
+        """The queue's hours, where it has any (a query only reads what the loop decided)."""
+        hours = self._policy.hours
+        if hours is None:
+            return None
+        if in_query:
+            if not self._hours_patched:
+                return None
+        elif not (self._hours_patched or workflow.patched(OPENING_HOURS_PATCH)):
+            return None
+        self._hours_patched = True
+        if self._hours is None or self._hours[0] != hours:
+            self._hours = (hours, OpeningHours.of_hours(hours))
+        return self._hours[1]
+
+    def _open_now(self, now: datetime) -> bool:
+        """Whether the queue is open; at its opening, those waiting count as having entered
+        then (escalation and overflow count from the opening, not through the night)."""
+        hours = self._opening_hours()
+        is_open = hours is None or hours.is_open(now)
+        if is_open and self._was_open is False:
+            self._waiting = {
+                contact_id: entry.model_copy(update={"entered_at": max(entry.entered_at, now)})
+                for contact_id, entry in self._waiting.items()
+            }
+        self._was_open = is_open
+        return is_open
+
+    def _next_wake(self, now: datetime, is_open: bool) -> timedelta | None:
+        """Until the next overflow is due (while open) or the queue opens or closes."""
+        waits = [self._next_overflow(now)] if is_open else []
+        hours = self._opening_hours()
+        change = hours.next_change(now) if hours is not None else None
+        if change is not None:
+            waits.append(max(change - now, timedelta(seconds=1)))
+        known = [w for w in waits if w is not None]
+        return min(known) if known else None
 
     def _time_to_continue(self) -> bool:
         info = workflow.info()
@@ -254,8 +303,11 @@ class QueueWorkflow:
     def _status(self, now: datetime, head: int = HEAD_SHOWN) -> QueueStatus:
         order = matching.queue_order(self._waiting.values(), self._policy, now) if head else []
         ready = [a for a in self._agents.values() if a.ready]
+        hours = self._opening_hours(in_query=True)
         return QueueStatus(
             queue=self._policy.name,
+            open=hours is None or hours.is_open(now),
+            next_change=hours.next_change(now) if hours is not None else None,
             waiting=len(self._waiting),
             oldest_waiting_since=min(
                 (e.waiting_since for e in self._waiting.values()), default=None
@@ -285,8 +337,13 @@ class QueueWorkflow:
             if status.oldest_waiting_since
             else ""
         )
+        hours = ""
+        if status.next_change is not None:
+            state = "open" if status.open else "closed"
+            change = "closes" if status.open else "opens"
+            hours = f" · {state}, {change} {status.next_change:%Y-%m-%d %H:%M} UTC"
         workflow.set_current_details(
-            f"**{status.waiting} waiting**{oldest} · {status.routed} routed · "
+            f"**{status.waiting} waiting**{hours}{oldest} · {status.routed} routed · "
             f"{status.overflowed} overflowed · agents ready {status.agents_ready} "
             f"({status.agents_free} with a free place)"
         )

@@ -35,6 +35,8 @@ class ReplySender:
     address: str
     office_hours: str = ""
     response_time: str = ""
+    closed: bool = False
+    next_opening: str = ""
 
 
 def compose_auto_reply(
@@ -62,6 +64,8 @@ def compose_auto_reply(
         account=sender.account,
         language=parts.language or "",
         data=dict(parts.data),
+        closed=sender.closed,
+        next_opening=sender.next_opening,
     )
     quoted = original_text if template.quote != "none" else None
     rendered = render(template, parts.language, context, quoted, name=template_name)

@@ -55,6 +55,8 @@ class ReplyContext(BaseModel):
     account: str = ""
     language: str = Field(default="", description="the language the reply is written in")
     data: dict[str, str] = Field(default={}, description="the contact's extracted data")
+    closed: bool = Field(default=False, description="the entrance is outside its opening hours")
+    next_opening: str = Field(default="", description='e.g. "Mon 2026-12-07 08:00 (Europe/...)"')
 
     @field_validator("*")
     @classmethod

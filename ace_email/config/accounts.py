@@ -3,6 +3,7 @@ extract contact data from its mail, and the rules that route it."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,9 @@ from ace_email.compose.auto_reply import ReplySender
 from ace_email.config.base import EmailAddress, Section
 from ace_email.config.mail_servers import ImapSettings, SmtpSettings
 from ace_email.contracts.message import Routing
+from ace_email.contracts.queues import Hours
 from ace_email.decisions.extraction import Patterns
+from ace_email.decisions.opening_hours import OpeningHours, OpeningWindows
 from ace_email.decisions.rules import (
     NO_TEMPLATE,
     Calendar,
@@ -42,6 +45,18 @@ class AccountSettings(Section):
     )
     timezone: TimeZoneName = "UTC"
     office_hours: OfficeHours | None = None
+    opening_hours: OpeningWindows = Field(
+        default=[],
+        description='the entrance\'s hours, e.g. ["mon-fri 08:00-17:00", "sat 10:00-14:00"]: '
+        "its queues offer nothing while closed; none: always open",
+    )
+    closed_dates: list[date] = Field(default=[], description="closed all day, e.g. 2026-12-24")
+    closed_template: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the automatic reply's template while closed; none: the usual one, whose "
+        "`closed` and `next_opening` say so",
+    )
     extract: Patterns = Field(
         default={},
         description="name -> regex over the subject, else the text, of every email: its first "
@@ -91,15 +106,34 @@ class AccountSettings(Section):
     imap: ImapSettings
     smtp: SmtpSettings
 
-    def reply_sender(self) -> ReplySender:
-        """Whom the account's automatic replies speak for, as templates name it."""
+    def reply_sender(self, now: datetime | None = None) -> ReplySender:
+        """Whom the account's automatic replies speak for, as templates name it; at `now`,
+        whether the entrance is closed and when it opens next."""
         office_hours = self.office_hours.describe(self.timezone) if self.office_hours else ""
+        closed, next_opening = False, ""
+        hours = self.hours
+        if hours is not None and now is not None:
+            opening = OpeningHours.of_hours(hours)
+            closed = not opening.is_open(now)
+            opens = opening.next_change(now) if closed else None
+            if opens is not None:
+                local = opens.astimezone(ZoneInfo(self.timezone))
+                next_opening = f"{local:%a %Y-%m-%d %H:%M} ({self.timezone})"
         return ReplySender(
             account=self.name,
             address=self.reply_from,
             office_hours=office_hours,
             response_time=self.response_time,
+            closed=closed,
+            next_opening=next_opening,
         )
+
+    def template_at(self, template: str, now: datetime) -> str:
+        """The automatic reply's template: `closed_template` while the entrance is closed."""
+        hours = self.hours
+        if self.closed_template is None or hours is None:
+            return template
+        return template if OpeningHours.of_hours(hours).is_open(now) else self.closed_template
 
     def endpoints(self) -> dict[str, str]:
         """Where and how a worker connects for this account, without any secret: what a
@@ -117,6 +151,15 @@ class AccountSettings(Section):
     @property
     def reply_from(self) -> str:
         return self.return_address or self.address
+
+    @property
+    def hours(self) -> Hours | None:
+        """The entrance's opening hours, for its queues; None: always open."""
+        if not self.opening_hours:
+            return None
+        return Hours(
+            windows=self.opening_hours, timezone=self.timezone, closed_dates=self.closed_dates
+        )
 
     @property
     def calendar(self) -> Calendar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Self
 
 from pydantic import (
@@ -12,7 +13,9 @@ from pydantic import (
 from ace_email.config.base import EmailAddress, Section
 from ace_email.config.desk import SignIn
 from ace_email.contracts.base import Channel
-from ace_email.contracts.queues import QueuePolicy
+from ace_email.contracts.queues import Hours, QueuePolicy
+from ace_email.decisions.opening_hours import OpeningWindows
+from ace_email.decisions.rules import TimeZoneName
 
 
 class QueueSettings(Section):
@@ -39,6 +42,11 @@ class QueueSettings(Section):
         "longer (default: overflow_after_minutes)",
     )
     overflow_to: str | None = None
+    opening_hours: OpeningWindows = Field(
+        default=[], description='e.g. ["mon-fri 08:00-17:00"]; default: its account\'s'
+    )
+    timezone: TimeZoneName | None = Field(default=None, description="default: its account's")
+    closed_dates: list[date] = []
 
     @model_validator(mode="after")
     def _overflow_whole(self) -> Self:
@@ -48,9 +56,17 @@ class QueueSettings(Section):
             raise ValueError(f"overflow_to: queue {self.name!r} cannot overflow to itself")
         return self
 
-    def policy(self) -> QueuePolicy:
+    def policy(self, hours: Hours | None = None) -> QueuePolicy:
+        """Its routing rules; `hours` where it has none of its own (its account's)."""
         minutes = 60.0
+        if self.opening_hours:
+            hours = Hours(
+                windows=self.opening_hours,
+                timezone=self.timezone or (hours.timezone if hours else "UTC"),
+                closed_dates=self.closed_dates,
+            )
         return QueuePolicy(
+            hours=hours,
             name=self.name,
             escalate_after_seconds=(
                 self.escalate_after_minutes * minutes if self.escalate_after_minutes else None

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
                 problems.append(
                     f"{where}.auto_reply_template: {unknown('template', template, templates)}"
                 )
+            closed = account.closed_template
+            if closed is not None and closed not in templates:
+                problems.append(
+                    f"{where}.closed_template: {unknown('template', closed, templates)}"
+                )
+            if closed is not None and not account.opening_hours:
+                problems.append(f"{where}.closed_template: the account has no opening_hours")
             problems += [
                 f"{where}.{problem}"
                 for problem in rule_problems(
@@ -236,7 +243,9 @@ class Settings(BaseSettings):
         return QueueSettings(name=name)
 
     def queue_policy(self, name: str) -> QueuePolicy:
-        return self.queue_settings(name).policy()
+        """A queue's routing rules, with its own opening hours or its account's."""
+        account = self.account_for_queue(name)
+        return self.queue_settings(name).policy(account.hours if account else None)
 
     def agent_policy(self, agent: AgentSettings) -> AgentPolicy:
         return AgentPolicy(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import Field, TypeAdapter
@@ -24,8 +24,17 @@ class Presence(StrEnum):
 # Routing: queues, agents and the messages between them and their contacts.
 
 
+class Hours(Model):
+    """Opening hours as configured: weekly windows ("mon-fri 08:00-17:00"), their time zone,
+    and the dates the entrance stays closed."""
+
+    windows: list[str] = []
+    timezone: str = "UTC"
+    closed_dates: list[date] = []
+
+
 class QueuePolicy(Model):
-    """A queue's routing rules: escalation and overflow."""
+    """A queue's routing rules: escalation, overflow, and when it is open."""
 
     name: str
     escalate_after_seconds: float | None = Field(
@@ -35,6 +44,9 @@ class QueuePolicy(Model):
     escalate_max: int | None = Field(default=None, description="escalation stops here")
     overflow_after_seconds: float | None = None
     overflow_to: str | None = None
+    hours: Hours | None = Field(
+        default=None, description="while closed, nothing is offered from the queue"
+    )
 
 
 class AgentPolicy(Model):
@@ -144,6 +156,8 @@ class QueueStatus(Model):
     overflowed: int = 0
     agents_ready: int = 0
     agents_free: int = Field(default=0, description="ready agents with a free place")
+    open: bool = Field(default=True, description="false while its opening hours say closed")
+    next_change: datetime | None = Field(default=None, description="when it opens or closes next")
     head: list[QueuedContact] = Field(default=[], description="the first waiting, in order")
 
 

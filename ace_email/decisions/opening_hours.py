@@ -12,7 +12,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
 from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator
+
+from ace_email.contracts.queues import Hours
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ENTRY = re.compile(
@@ -78,6 +83,19 @@ def _clock(text: str, whole: str, *, allow_midnight: bool) -> time | None:
     return time(hour, minute)
 
 
+def _valid_windows(values: list[str]) -> list[str]:
+    for index, value in enumerate(values):
+        try:
+            parse_window(value)
+        except ValueError as exc:
+            raise ValueError(f"[{index}] {exc}") from None
+    return values
+
+
+OpeningWindows = Annotated[list[str], AfterValidator(_valid_windows)]
+"""Configured opening windows, each checked as it is read."""
+
+
 @dataclass(frozen=True)
 class OpeningHours:
     """When an entrance is open: weekly windows in a zone, less its closed dates."""
@@ -93,6 +111,10 @@ class OpeningHours:
         return cls(
             tuple(parse_window(e) for e in entries), ZoneInfo(timezone), frozenset(closed_dates)
         )
+
+    @classmethod
+    def of_hours(cls, hours: Hours) -> OpeningHours:
+        return cls.of(hours.windows, hours.timezone, hours.closed_dates)
 
     def is_open(self, moment: datetime) -> bool:
         local = _aware(moment).astimezone(self.zone)

@@ -20,7 +20,14 @@ from ace_email.config.settings import Settings
 from ace_email.contracts import ids
 from ace_email.contracts.base import format_duration, policy_digest
 from ace_email.contracts.contact import CommandResult, OfferAnswer, TransferRequest
-from ace_email.contracts.queues import AgentStatus, Presence, PresenceRequest, QueueStatus
+from ace_email.contracts.queues import (
+    AgentStatus,
+    Presence,
+    PresenceRequest,
+    QueuePolicy,
+    QueueStatus,
+)
+from ace_email.decisions.opening_hours import OpeningHours
 from ace_email.operations.common import Refused, contact_update, known_agent, known_queue, no_answer
 from ace_email.temporal.calls import RPC_TIMEOUT, agent_start_operation
 
@@ -84,7 +91,10 @@ async def _agent_row(client: Client, settings: Settings, agent: AgentSettings) -
 
 async def queues(client: Client, settings: Settings) -> list[dict[str, Any]]:
     """Each queue: how many wait, the oldest wait, how many agents are ready."""
-    return list(await asyncio.gather(*(_queue_row(client, q) for q in settings.queue_names())))
+    names = settings.queue_names()
+    return list(
+        await asyncio.gather(*(_queue_row(client, q, settings.queue_policy(q)) for q in names))
+    )
 
 
 async def queue_status(client: Client, queue: str) -> QueueStatus:
@@ -106,8 +116,14 @@ async def queue_status(client: Client, queue: str) -> QueueStatus:
     return status
 
 
-async def _queue_row(client: Client, queue: str) -> dict[str, Any]:
+async def _queue_row(client: Client, queue: str, policy: QueuePolicy) -> dict[str, Any]:
     status = await queue_status(client, queue)
+    now = datetime.now(UTC)
+    if policy.hours is not None:  # the configured hours, whether or not the queue runs yet
+        hours = OpeningHours.of_hours(policy.hours)
+        status = status.model_copy(
+            update={"open": hours.is_open(now), "next_change": hours.next_change(now)}
+        )
     oldest = status.oldest_waiting_since
     row = status.model_dump(mode="json")
     row["oldest_wait_seconds"] = (
@@ -204,8 +220,12 @@ def describe_agent(row: dict[str, Any]) -> str:
 def describe_queue(row: dict[str, Any]) -> str:
     wait = row["oldest_wait_seconds"]
     oldest = format_duration(timedelta(seconds=wait)) if wait is not None else "-"
+    hours = ""
+    if row.get("next_change"):
+        change = "closes" if row["open"] else "opens"
+        hours = f", {'open' if row['open'] else 'CLOSED'} ({change} {row['next_change']})"
     return (
         f"{row['queue']:<14} {row['waiting']} waiting, oldest {oldest}, "
         f"{row['agents_ready']} agent(s) ready ({row['agents_free']} with a free place), "
-        f"{row['routed']} routed"
+        f"{row['routed']} routed{hours}"
     )

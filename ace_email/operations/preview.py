@@ -82,14 +82,15 @@ def preview(
         decision = decide_auto_reply(policy, analysis, routing)
         outcome, message = decision.reason, None
         if decision.to is not None and decision.template is not None:
+            template_name = account.template_at(decision.template, received_at)
             outcome = (
-                f"would be sent to {decision.to} with template '{decision.template}' "
+                f"would be sent to {decision.to} with template '{template_name}' "
                 "(unless the per-sender or hourly limit, or an open contact, stops it)"
             )
             reply = compose_auto_reply(
-                account.reply_sender(),
+                account.reply_sender(received_at),
                 settings.templates,
-                decision.template,
+                template_name,
                 ReplyParts(
                     to=decision.to,
                     sender_name=analysis.sender.name if analysis.sender else "",
