@@ -131,13 +131,7 @@ class OutboundActivities:
         through and archived it: nothing is sent twice.
         """
         policy = request.policy
-        if request.channel is not Channel.EMAIL:
-            raise ApplicationError(
-                f"{policy.name}: contact {request.contact_id} is a {request.channel.value} "
-                "contact; only email is ever sent to an agent's own mailbox",
-                type="NotDeliverable",
-                non_retryable=True,
-            )
+        _email_only(request, "only email is ever sent to an agent's own mailbox")
         resent_id = ids.resent_message_id(
             policy.name, request.ref.key, request.agent_id, policy.return_address
         )
@@ -199,13 +193,7 @@ class OutboundActivities:
         """Resend the contact's email unchanged to an outside address, under Resent-* fields,
         and file that copy in the Sent folder: the record, checked first, so it goes once."""
         policy = request.policy
-        if request.channel is not Channel.EMAIL:
-            raise ApplicationError(
-                f"{policy.name}: contact {request.contact_id} is a {request.channel.value} "
-                "contact; it never leaves the built-in interface",
-                type="NotDeliverable",
-                non_retryable=True,
-            )
+        _email_only(request, "it never leaves the built-in interface")
         resent_id = request.resent_message_id
         account = self._settings.account(policy.name)
         async with (
@@ -259,6 +247,17 @@ async def _one_try_at_a_time(message_id: str) -> AsyncIterator[None]:
         _send_tries[message_id] -= 1
         if not _send_tries[message_id]:
             del _send_tries[message_id], _send_locks[message_id]
+
+
+def _email_only(request: DeliverRequest | RedirectRequest, why: str) -> None:
+    """Refuse for good to send a work item or social contact out by SMTP."""
+    if request.channel is not Channel.EMAIL:
+        raise ApplicationError(
+            f"{request.policy.name}: contact {request.contact_id} is a "
+            f"{request.channel.value} contact; {why}",
+            type="NotDeliverable",
+            non_retryable=True,
+        )
 
 
 def _still_in_time(account: AccountSettings) -> None:
